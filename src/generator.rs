@@ -1,0 +1,597 @@
+//! `Generator`: Python's generator object on a stackful fiber.
+//!
+//! Why this exists: everything else in pyfiber (Future, Task, the ladder, the
+//! crawler) stands on a faithful `yield`/`send`. A Python generator is a
+//! function whose frame can be suspended at `yield` and resumed by `send`;
+//! here the frame is a [`corosensei`] coroutine with its own stack, so the
+//! body is an ordinary Rust closure that calls `co.yield_(v)` wherever Python
+//! writes `yield v`.
+//!
+//! ```
+//! use pyfiber::{Generator, Exception, Value};
+//!
+//! // def gen():
+//! //     x = yield 1
+//! //     return x * 2
+//! let g = Generator::new(|co| {
+//!     let x = co.yield_(1)?;
+//!     Ok(Value::Int(x.as_int().unwrap() * 2))
+//! });
+//! assert_eq!(g.send(()).unwrap(), Value::Int(1)); // next(g)
+//! assert_eq!(g.send(21), Err(Exception::StopIteration(Value::Int(42))));
+//! ```
+//!
+//! The rules of PEP 342/380/479 live in three places: [`Generator::send`],
+//! [`Generator::throw`] and [`Generator::close`] check the state before the
+//! fiber is touched (just-started, running, closed); [`Generator::resume`] is
+//! the one function that switches into the fiber and turns what comes back
+//! into Python's outcome; [`Co::yield_from`] is PEP 380's expansion, line by
+//! line.
+
+use std::any::type_name;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::exception::{Exception, PyResult};
+use crate::value::{Object, Value};
+
+/// `inspect.getgeneratorstate(g)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenState {
+    /// `GEN_CREATED`: made, not yet started.
+    Created,
+    /// `GEN_RUNNING`: its body is executing now.
+    Running,
+    /// `GEN_SUSPENDED`: paused at a `yield`.
+    Suspended,
+    /// `GEN_CLOSED`: returned, raised, or closed.
+    Closed,
+}
+
+impl GenState {
+    /// The name `inspect.getgeneratorstate` returns.
+    pub fn python_name(self) -> &'static str {
+        match self {
+            GenState::Created => "GEN_CREATED",
+            GenState::Running => "GEN_RUNNING",
+            GenState::Suspended => "GEN_SUSPENDED",
+            GenState::Closed => "GEN_CLOSED",
+        }
+    }
+}
+
+impl fmt::Display for GenState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.python_name())
+    }
+}
+
+/// What `gi_yieldfrom` shows: the object a generator is delegating to.
+#[derive(Clone)]
+pub enum YieldFrom {
+    /// `yield from sub_generator`.
+    Generator(Generator),
+    /// `yield from iterable` where the iterator is not a generator; the string
+    /// is its Python type name (`list_iterator`, ...).
+    Iterator(String),
+}
+
+impl fmt::Debug for YieldFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            YieldFrom::Generator(g) => write!(f, "{g:?}"),
+            YieldFrom::Iterator(name) => write!(f, "<{name} object>"),
+        }
+    }
+}
+
+/// How the caller resumes the fiber: `send(value)` or `throw(exc)`.
+///
+/// `next(g)` is `Send(Value::None)`; `close()` is `Throw(GeneratorExit)`.
+enum Resume {
+    Send(Value),
+    Throw(Box<Exception>),
+}
+
+/// A generator body: Python's function body with `yield` in it.
+type Body = Box<dyn FnOnce(&Co<'_>) -> PyResult<Value>>;
+/// The fiber that runs one body: it takes `Resume`s, yields `Value`s and
+/// finishes with the body's result.
+type Fiber = Coroutine<Resume, Value, PyResult<Value>, DefaultStack>;
+
+/// The frame of a generator, in the three shapes of its life.
+enum Frame {
+    /// Made but never sent to: the body waits, no stack is taken yet.
+    NotStarted(Body),
+    /// Started: the fiber holds the body's stack.
+    Started(Fiber),
+    /// Finished, closed, or never started and closed: no frame at all.
+    Gone,
+}
+
+struct Inner {
+    /// `__name__`: the Rust function the body was written in.
+    name: String,
+    state: Cell<GenState>,
+    /// `gi_yieldfrom`, set by the body while it delegates.
+    yieldfrom: RefCell<Option<YieldFrom>>,
+    /// Borrowed mutably only while the fiber runs; `state == Running` is what
+    /// guarantees nobody else tries, so the borrow never fails.
+    frame: RefCell<Frame>,
+}
+
+/// A Python generator object.
+///
+/// A cheap, shared handle (cloning it is `g2 = g` in Python): a generator's
+/// body may hold its own handle, and every handle sees the same state. When
+/// the last handle goes while the body is suspended, the generator is closed
+/// first, as CPython's finalizer does, so `finally` cleanup in the body runs.
+#[derive(Clone)]
+pub struct Generator(Rc<Inner>);
+
+/// The body's side of a generator: where `yield` and `yield from` are written.
+///
+/// Mirrors the `yield` keyword inside a Python generator function.
+pub struct Co<'a> {
+    yielder: &'a Yielder<Resume, Value>,
+    generator: Weak<Inner>,
+}
+
+/// The Python error for resuming a generator that is already executing.
+fn already_executing() -> Exception {
+    Exception::ValueError("generator already executing".into())
+}
+
+/// `__name__` from the type name of the body's closure: for a closure written
+/// inside `fn gen()`, the type is `crate::gen::{{closure}}` and the name `gen`.
+fn name_of<F>() -> String {
+    let full = type_name::<F>();
+    let mut path = full;
+    while let Some(stripped) = path.strip_suffix("::{{closure}}") {
+        path = stripped;
+    }
+    path.rsplit("::").next().unwrap_or(full).to_string()
+}
+
+impl Generator {
+    /// Calls a generator function: `gen()` in Python makes a generator object
+    /// whose body has not run yet. `body` is that function's body; it gets a
+    /// [`Co`] to yield with, and its `Ok(r)` becomes `StopIteration(r)`.
+    pub fn new<F>(body: F) -> Generator
+    where
+        F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
+    {
+        Generator::named(name_of::<F>(), body)
+    }
+
+    /// Like [`Generator::new`], with an explicit `__name__`.
+    pub fn named<F>(name: impl Into<String>, body: F) -> Generator
+    where
+        F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
+    {
+        Generator(Rc::new(Inner {
+            name: name.into(),
+            state: Cell::new(GenState::Created),
+            yieldfrom: RefCell::new(None),
+            frame: RefCell::new(Frame::NotStarted(Box::new(body))),
+        }))
+    }
+
+    /// `generator.send(value)`: resumes the body, making the pending
+    /// `co.yield_()` return `value`, and runs it to the next yield.
+    ///
+    /// `Ok(v)` is the value yielded. `Err(StopIteration(r))` means the body
+    /// returned `r`; any other `Err` is what the body raised. Python's rules:
+    /// a non-`None` value into a just-started generator is `TypeError` (and
+    /// the generator stays usable); a running generator is `ValueError`; a
+    /// closed one raises `StopIteration` at once.
+    pub fn send(&self, value: impl Into<Value>) -> PyResult<Value> {
+        let value = value.into();
+        match self.0.state.get() {
+            GenState::Running => Err(already_executing()),
+            GenState::Closed => Err(Exception::StopIteration(Value::None)),
+            GenState::Created if !value.is_none() => Err(Exception::TypeError(
+                "can't send non-None value to a just-started generator".into(),
+            )),
+            GenState::Created | GenState::Suspended => {
+                self.resume(Resume::Send(value)).into_send_result()
+            }
+        }
+    }
+
+    /// `next(generator)`, which is `send(None)`.
+    #[allow(clippy::should_implement_trait)] // Python's name; `Iterator` is implemented too.
+    pub fn next(&self) -> PyResult<Value> {
+        self.send(Value::None)
+    }
+
+    /// `generator.throw(exc)`: raises `exc` at the pending `yield`, where
+    /// `co.yield_()` returns `Err(exc)`. Into a just-started or closed
+    /// generator the exception is raised straight back and the generator is
+    /// closed, without running the body.
+    pub fn throw(&self, exc: Exception) -> PyResult<Value> {
+        match self.0.state.get() {
+            GenState::Running => Err(already_executing()),
+            GenState::Created | GenState::Closed => {
+                self.finish_unstarted();
+                Err(exc)
+            }
+            GenState::Suspended => self.resume(Resume::Throw(Box::new(exc))).into_send_result(),
+        }
+    }
+
+    /// `generator.close()`: throws `GeneratorExit` at the pending `yield`.
+    ///
+    /// Returns `Ok(r)` when the body returns `r` on `GeneratorExit` (Python
+    /// 3.13; older versions return `None`), `Ok(None)` when it lets
+    /// `GeneratorExit` propagate, `RuntimeError("generator ignored
+    /// GeneratorExit")` when it yields again, and any other exception it
+    /// raises.
+    pub fn close(&self) -> PyResult<Value> {
+        match self.0.state.get() {
+            GenState::Running => Err(already_executing()),
+            GenState::Created | GenState::Closed => {
+                self.finish_unstarted();
+                Ok(Value::None)
+            }
+            GenState::Suspended => {
+                match self.resume(Resume::Throw(Box::new(Exception::GeneratorExit))) {
+                    Outcome::Yielded(_) => Err(Exception::RuntimeError(
+                        "generator ignored GeneratorExit".into(),
+                    )),
+                    Outcome::Returned(Ok(v)) => Ok(v),
+                    Outcome::Returned(Err(Exception::GeneratorExit)) => Ok(Value::None),
+                    Outcome::Returned(Err(e)) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// `inspect.getgeneratorstate(generator)`.
+    pub fn state(&self) -> GenState {
+        self.0.state.get()
+    }
+
+    /// `generator.gi_running`.
+    pub fn gi_running(&self) -> bool {
+        self.state() == GenState::Running
+    }
+
+    /// `generator.gi_suspended` (Python 3.11+).
+    pub fn gi_suspended(&self) -> bool {
+        self.state() == GenState::Suspended
+    }
+
+    /// `generator.gi_yieldfrom`: the sub-generator or iterator this generator
+    /// is delegating to with `co.yield_from`, if any.
+    pub fn gi_yieldfrom(&self) -> Option<YieldFrom> {
+        self.0.yieldfrom.borrow().clone()
+    }
+
+    /// `generator.__name__`.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// `g1 is g2`.
+    pub fn is(&self, other: &Generator) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Drops the body of a generator that never started; it becomes closed.
+    fn finish_unstarted(&self) {
+        let mut frame = self.0.frame.borrow_mut();
+        if matches!(*frame, Frame::NotStarted(_)) {
+            *frame = Frame::Gone;
+        }
+        self.0.state.set(GenState::Closed);
+    }
+
+    /// Switches into the fiber with `input` and comes back with what the body
+    /// did: this is where every `send`, `next`, `throw` and `close` resumes
+    /// the body. The caller has checked the state is `Created` (with a `Send`)
+    /// or `Suspended`.
+    fn resume(&self, input: Resume) -> Outcome {
+        self.0.resume(input, &self.0)
+    }
+}
+
+/// What came back from the fiber.
+enum Outcome {
+    /// The body reached a `yield`.
+    Yielded(Value),
+    /// The body finished: returned `Ok`, or raised. PEP 479 already applied.
+    Returned(PyResult<Value>),
+}
+
+impl Outcome {
+    /// `send`'s view: a return is `StopIteration(value)`.
+    fn into_send_result(self) -> PyResult<Value> {
+        match self {
+            Outcome::Yielded(v) => Ok(v),
+            Outcome::Returned(Ok(v)) => Err(Exception::StopIteration(v)),
+            Outcome::Returned(Err(e)) => Err(e),
+        }
+    }
+}
+
+/// Marks a generator closed if its body panics: the panic propagates to the
+/// caller of `send`, and the generator must not look runnable afterwards.
+struct ClosedOnPanic<'a>(&'a Cell<GenState>);
+
+impl Drop for ClosedOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.set(GenState::Closed);
+        }
+    }
+}
+
+impl Inner {
+    fn resume(&self, input: Resume, this: &Rc<Inner>) -> Outcome {
+        let mut frame = self.frame.borrow_mut();
+        if let Frame::NotStarted(_) = &*frame {
+            let Frame::NotStarted(body) = std::mem::replace(&mut *frame, Frame::Gone) else {
+                unreachable!()
+            };
+            match crate::stack_pool::take() {
+                Ok(stack) => *frame = Frame::Started(start_fiber(stack, body, Rc::downgrade(this))),
+                Err(exc) => {
+                    self.state.set(GenState::Closed);
+                    return Outcome::Returned(Err(exc));
+                }
+            }
+        }
+        let Frame::Started(fiber) = &mut *frame else {
+            unreachable!("resume() is only called on a created or suspended generator")
+        };
+
+        self.state.set(GenState::Running);
+        let guard = ClosedOnPanic(&self.state);
+        let result = fiber.resume(input);
+        drop(guard);
+
+        match result {
+            CoroutineResult::Yield(v) => {
+                self.state.set(GenState::Suspended);
+                Outcome::Yielded(v)
+            }
+            CoroutineResult::Return(r) => {
+                self.state.set(GenState::Closed);
+                if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
+                    crate::stack_pool::give_back(fiber.into_stack());
+                }
+                Outcome::Returned(match r {
+                    // PEP 479: a StopIteration escaping the body would end the
+                    // caller's loop silently, so it becomes a RuntimeError.
+                    Err(Exception::StopIteration(_)) => Err(Exception::RuntimeError(
+                        "generator raised StopIteration".into(),
+                    )),
+                    r => r,
+                })
+            }
+        }
+    }
+}
+
+/// Starts a fiber for `body` on `stack`. The first resume is always a `Send`
+/// of `None` (`send` and `throw` see to it), so its input is not inspected.
+fn start_fiber(stack: DefaultStack, body: Body, generator: Weak<Inner>) -> Fiber {
+    Coroutine::with_stack(
+        stack,
+        move |yielder: &Yielder<Resume, Value>, _first: Resume| {
+            let co = Co { yielder, generator };
+            body(&co)
+        },
+    )
+}
+
+impl Drop for Inner {
+    /// CPython's generator finalizer: a suspended generator is closed before
+    /// it goes, and an exception from that close is reported, not raised.
+    fn drop(&mut self) {
+        if self.state.get() == GenState::Suspended && !std::thread::panicking() {
+            let outcome = match self.resume_for_drop() {
+                Outcome::Yielded(_) => Err(Exception::RuntimeError(
+                    "generator ignored GeneratorExit".into(),
+                )),
+                Outcome::Returned(Ok(_)) | Outcome::Returned(Err(Exception::GeneratorExit)) => {
+                    Ok(())
+                }
+                Outcome::Returned(Err(e)) => Err(e),
+            };
+            if let Err(e) = outcome {
+                eprintln!(
+                    "Exception ignored in: <generator object {}>\n{}",
+                    self.name,
+                    e.line()
+                );
+            }
+        }
+        // A body that ignored GeneratorExit (or a drop during a panic) still
+        // holds its stack: unwind it so Rust destructors run, then recycle it.
+        if let Frame::Started(mut fiber) = std::mem::replace(self.frame.get_mut(), Frame::Gone) {
+            fiber.force_unwind();
+            crate::stack_pool::give_back(fiber.into_stack());
+        }
+    }
+}
+
+impl Inner {
+    /// `close()` from the finalizer, where no `Rc` is left to start a fiber
+    /// with (a started fiber is all a suspended generator needs).
+    fn resume_for_drop(&self) -> Outcome {
+        let mut frame = self.frame.borrow_mut();
+        let Frame::Started(fiber) = &mut *frame else {
+            return Outcome::Returned(Ok(Value::None));
+        };
+        self.state.set(GenState::Running);
+        let result = fiber.resume(Resume::Throw(Box::new(Exception::GeneratorExit)));
+        self.state.set(GenState::Closed);
+        match result {
+            CoroutineResult::Yield(v) => Outcome::Yielded(v),
+            CoroutineResult::Return(r) => {
+                if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
+                    crate::stack_pool::give_back(fiber.into_stack());
+                }
+                Outcome::Returned(r)
+            }
+        }
+    }
+}
+
+/// `for v in generator`: each `Ok` is a yielded value; a raised exception is
+/// the last item; `StopIteration` ends the loop.
+impl Iterator for Generator {
+    type Item = PyResult<Value>;
+
+    fn next(&mut self) -> Option<PyResult<Value>> {
+        match self.send(Value::None) {
+            Ok(v) => Some(Ok(v)),
+            Err(Exception::StopIteration(_)) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// `repr(generator)`: `<generator object gen at 0x...>`.
+impl fmt::Debug for Generator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<generator object {} at {:p}>",
+            self.0.name,
+            Rc::as_ptr(&self.0)
+        )
+    }
+}
+
+/// A generator is a Python object like any other: it can be yielded and sent.
+impl Object for Generator {
+    fn type_name(&self) -> &str {
+        "generator"
+    }
+    fn repr(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl From<Generator> for Value {
+    fn from(g: Generator) -> Value {
+        Value::object(g)
+    }
+}
+
+/// Sets `gi_yieldfrom` for as long as a `yield from` runs, and clears it on
+/// every way out (return, raise, or a panic unwinding the fiber).
+struct Delegating(Option<Rc<Inner>>);
+
+impl Delegating {
+    fn start(generator: &Weak<Inner>, target: YieldFrom) -> Delegating {
+        let generator = generator.upgrade();
+        if let Some(g) = &generator {
+            *g.yieldfrom.borrow_mut() = Some(target);
+        }
+        Delegating(generator)
+    }
+}
+
+impl Drop for Delegating {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.yieldfrom.borrow_mut().take();
+        }
+    }
+}
+
+impl Co<'_> {
+    /// `received = yield value`: suspends the body and hands `value` to the
+    /// caller of `send`. Returns what the next `send` passes (`None` for
+    /// `next`), or `Err(exc)` when the caller `throw`s `exc` (`close()`
+    /// throws `GeneratorExit`): propagate it with `?`, or handle it as an
+    /// `except` clause would.
+    pub fn yield_(&self, value: impl Into<Value>) -> PyResult<Value> {
+        match self.yielder.suspend(value.into()) {
+            Resume::Send(v) => Ok(v),
+            Resume::Throw(e) => Err(*e),
+        }
+    }
+
+    /// `result = yield from sub`: PEP 380's full expansion, with `sub` running
+    /// on its own fiber. Every `send`, `throw` and `close` reaching this
+    /// generator is forwarded to `sub`; `sub`'s yields go straight to our
+    /// caller; its return value is ours.
+    ///
+    /// The Python it mirrors, clause by clause (seed 002 prints it):
+    ///
+    /// ```text
+    /// _y = next(_i)                     -> first `sub.send(None)`
+    /// _s = yield _y                     -> `self.yield_(y)`
+    /// except GeneratorExit: _i.close(); raise
+    /// except BaseException: _y = _i.throw(e)
+    /// else: _y = _i.send(_s)            (`next(_i)` when _s is None)
+    /// except StopIteration as _e: _r = _e.value
+    /// ```
+    pub fn yield_from(&self, sub: &Generator) -> PyResult<Value> {
+        let _delegating = Delegating::start(&self.generator, YieldFrom::Generator(sub.clone()));
+        let mut step = sub.send(Value::None);
+        loop {
+            let y = match step {
+                Ok(y) => y,
+                Err(Exception::StopIteration(r)) => return Ok(r),
+                Err(e) => return Err(e),
+            };
+            step = match self.yielder.suspend(y) {
+                Resume::Send(s) => sub.send(s),
+                Resume::Throw(e) if *e == Exception::GeneratorExit => {
+                    sub.close()?;
+                    return Err(Exception::GeneratorExit);
+                }
+                Resume::Throw(e) => sub.throw(*e),
+            };
+        }
+    }
+
+    /// `yield from iterable` where the iterable is not a generator (Python:
+    /// `yield from [1, 2, 3]`). `type_name` is the Python iterator's type
+    /// (`list_iterator` for a list), used in the errors Python raises: a
+    /// non-`None` send is `AttributeError: 'list_iterator' object has no
+    /// attribute 'send'`; a thrown exception is raised here, since the
+    /// iterator has no `throw`; `close` just raises `GeneratorExit`. The
+    /// result is `None`, as an exhausted iterator's `StopIteration` carries
+    /// nothing.
+    pub fn yield_from_iter<I>(&self, type_name: &str, iterable: I) -> PyResult<Value>
+    where
+        I: IntoIterator<Item = Value>,
+    {
+        let _delegating =
+            Delegating::start(&self.generator, YieldFrom::Iterator(type_name.to_string()));
+        for y in iterable {
+            match self.yielder.suspend(y) {
+                Resume::Send(s) if s.is_none() => {}
+                Resume::Send(_) => {
+                    return Err(Exception::AttributeError(format!(
+                        "'{type_name}' object has no attribute 'send'"
+                    )))
+                }
+                Resume::Throw(e) => return Err(*e),
+            }
+        }
+        Ok(Value::None)
+    }
+
+    /// `yield from [values...]`: [`Co::yield_from_iter`] over a list.
+    pub fn yield_from_list(&self, values: Vec<Value>) -> PyResult<Value> {
+        self.yield_from_iter("list_iterator", values)
+    }
+
+    /// The generator this body belongs to (Python: no direct equivalent; a
+    /// body can reach its own generator object only through a global).
+    pub fn generator(&self) -> Option<Generator> {
+        self.generator.upgrade().map(Generator)
+    }
+}

@@ -1,0 +1,38 @@
+//! # pyfiber
+//!
+//! How Python got from blocking sockets to `async/await`, in runnable Rust.
+//! Python's generator protocol (`send`, `next`, `throw`, `close`, `yield`,
+//! `yield from`) runs on stackful fibers, one per generator; on top of it sit
+//! the tutorials' `Future`, `Task.step` and selector loop, crawling URLs over
+//! non-blocking sockets.
+//!
+//! ```
+//! use pyfiber::{Generator, Value};
+//!
+//! // def countdown(n):
+//! //     while n > 0:
+//! //         yield n
+//! //         n -= 1
+//! fn countdown(mut n: i64) -> Generator {
+//!     Generator::new(move |co| {
+//!         while n > 0 {
+//!             co.yield_(n)?;
+//!             n -= 1;
+//!         }
+//!         Ok(Value::None)
+//!     })
+//! }
+//! let got: Vec<Value> = countdown(3).map(Result::unwrap).collect();
+//! assert_eq!(got, vec![Value::Int(3), Value::Int(2), Value::Int(1)]);
+//! ```
+//!
+//! The module map and the Python→Rust mapping are in `NOTES.md`.
+
+pub mod exception;
+pub mod generator;
+pub mod stack_pool;
+pub mod value;
+
+pub use exception::{Exception, OsError, PyResult};
+pub use generator::{Co, GenState, Generator, YieldFrom};
+pub use value::{Object, Value};

@@ -1,0 +1,97 @@
+//! The pool of fiber stacks.
+//!
+//! Why this exists: a Python frame costs one small allocation, but a fiber
+//! stack is an `mmap` plus an `mprotect` for its guard page (several
+//! microseconds, and two kernel mappings). Making and exhausting a generator
+//! should cost what CPython's does, so a finished generator gives its stack
+//! back here and the next one reuses it.
+//!
+//! The pool is per thread, like the single-threaded runtime it serves.
+//! Linux caps a process at `vm.max_map_count` mappings (65530 by default);
+//! with two per stack, about 32,000 generators can be suspended at once. Past
+//! that, starting a generator raises `MemoryError` naming the limit and the
+//! sysctl that lifts it, instead of aborting.
+
+use std::cell::{Cell, RefCell};
+
+use corosensei::stack::DefaultStack;
+
+use crate::exception::Exception;
+
+/// Usable size of each fiber stack. Only the pages a body touches become
+/// resident; the rest is address space.
+pub const STACK_SIZE: usize = 256 * 1024;
+
+/// Stacks kept for reuse at most; more are unmapped when returned.
+pub const POOL_CAPACITY: usize = 4096;
+
+thread_local! {
+    static POOL: RefCell<Vec<DefaultStack>> = const { RefCell::new(Vec::new()) };
+    static IN_USE: Cell<usize> = const { Cell::new(0) };
+    static MAPPED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many fiber stacks this thread has: `in_use` by started, unfinished
+/// generators, and `pooled` for reuse. (No Python equivalent: CPython frames
+/// are ordinary heap objects.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackStats {
+    /// Stacks held by generators that started and have not finished.
+    pub in_use: usize,
+    /// Stacks waiting in the pool.
+    pub pooled: usize,
+    /// Stacks currently mapped (in use plus pooled).
+    pub mapped: usize,
+}
+
+/// The current thread's stack counts.
+pub fn stats() -> StackStats {
+    StackStats {
+        in_use: IN_USE.with(Cell::get),
+        pooled: POOL.with(|p| p.borrow().len()),
+        mapped: MAPPED.with(Cell::get),
+    }
+}
+
+/// A stack for a generator that is starting: from the pool, or newly mapped.
+pub(crate) fn take() -> Result<DefaultStack, Exception> {
+    let stack = match POOL.with(|p| p.borrow_mut().pop()) {
+        Some(stack) => stack,
+        None => {
+            let stack = DefaultStack::new(STACK_SIZE).map_err(|err| out_of_stacks(&err))?;
+            MAPPED.with(|m| m.set(m.get() + 1));
+            stack
+        }
+    };
+    IN_USE.with(|n| n.set(n.get() + 1));
+    Ok(stack)
+}
+
+/// Returns the stack of a generator that finished.
+pub(crate) fn give_back(stack: DefaultStack) {
+    IN_USE.with(|n| n.set(n.get() - 1));
+    let kept = POOL.with(|p| {
+        let mut pool = p.borrow_mut();
+        if pool.len() < POOL_CAPACITY {
+            pool.push(stack);
+            None
+        } else {
+            Some(stack)
+        }
+    });
+    if kept.is_some() {
+        MAPPED.with(|m| m.set(m.get() - 1));
+    }
+}
+
+fn out_of_stacks(err: &std::io::Error) -> Exception {
+    let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    Exception::MemoryError(format!(
+        "cannot map a fiber stack for a new generator ({err}): {} generators are suspended, \
+         each stack takes 2 memory mappings and vm.max_map_count is {limit}; \
+         raise it with `sysctl -w vm.max_map_count=262144`",
+        IN_USE.with(Cell::get)
+    ))
+}
