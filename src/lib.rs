@@ -28,11 +28,20 @@
 //!
 //! The module map and the Python→Rust mapping are in `NOTES.md`.
 
+pub mod event_loop;
 pub mod exception;
+pub mod future;
 pub mod generator;
+pub mod selector;
 pub mod stack_pool;
+pub mod task;
+pub mod trace;
 pub mod value;
 
+pub use event_loop::{get_event_loop, EventLoop};
 pub use exception::{Exception, OsError, PyResult};
+pub use future::Future;
 pub use generator::{Co, GenState, Generator, YieldFrom};
+pub use selector::{DefaultSelector, EVENT_READ, EVENT_WRITE};
+pub use task::Task;
 pub use value::{Object, Value};
