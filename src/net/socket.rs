@@ -1,0 +1,368 @@
+//! `Socket`: Python's `socket.socket` for the tutorials' TCP clients and
+//! servers, over `socket2`.
+//!
+//! Why this exists: the whole story of the tutorials turns on what a socket
+//! call does *in Python*: a non-blocking `connect` raises `BlockingIOError`
+//! (`[Errno 115] Operation now in progress`) and the program carries on; a
+//! `recv` with nothing to read raises it too (`[Errno 11] Resource temporarily
+//! unavailable`); a refused connection surfaces as `ConnectionRefusedError`.
+//! `std::net` cannot express a non-blocking connect at all, and `socket2`
+//! reports `io::Error`s; this wrapper turns each call into the Python call of
+//! the same name, raising the same exception class with the same text.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Type};
+
+use crate::exception::{Exception, OsError, PyResult};
+use crate::value::Object;
+
+/// `resource.RLIM_INFINITY` as [`raise_nofile_limit`] and [`nofile_limit`]
+/// report it: no limit.
+pub const RLIM_INFINITY: u64 = u64::MAX;
+
+/// Runs a system call again when a signal interrupted it, as CPython does
+/// since PEP 475.
+fn retry_eintr<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Resolves a Python-style `(host, port)` address to the first IPv4 address,
+/// since the socket is `AF_INET` (Python's `getaddrinfo(..., AF_INET)`).
+fn resolve(address: impl ToSocketAddrs) -> PyResult<SocketAddr> {
+    let addrs = address.to_socket_addrs().map_err(|e| {
+        // std says "failed to lookup address information: ..."; Python's
+        // `socket.gaierror` is an OSError subclass, so OSError it is here.
+        let text = e.to_string();
+        let text = text
+            .strip_prefix("failed to lookup address information: ")
+            .unwrap_or(&text)
+            .to_string();
+        Exception::OSError(OsError::msg(text))
+    })?;
+    let mut saw_any = false;
+    for addr in addrs {
+        saw_any = true;
+        if addr.is_ipv4() {
+            return Ok(addr);
+        }
+    }
+    Err(Exception::OSError(OsError::msg(if saw_any {
+        "address has no IPv4 address (this socket is AF_INET)"
+    } else {
+        "address resolved to nothing"
+    })))
+}
+
+/// The address a `SockAddr` holds, as Python's `(host, port)` tuple holds it.
+fn inet(addr: SockAddr) -> PyResult<SocketAddr> {
+    addr.as_socket()
+        .ok_or_else(|| Exception::OSError(OsError::msg("not an internet address")))
+}
+
+/// Python's `socket.socket`: an `AF_INET`, `SOCK_STREAM` socket.
+///
+/// Every method raises what Python's method of the same name raises (see
+/// [`Exception`]'s `From<io::Error>`: `EAGAIN`/`EINPROGRESS` →
+/// `BlockingIOError`, `ECONNREFUSED` → `ConnectionRefusedError`, ...).
+/// Dropping the socket closes it, as CPython's finalizer does.
+///
+/// ```no_run
+/// use pyfiber::net::Socket;
+/// use pyfiber::Exception;
+///
+/// // sock = socket.socket()
+/// // sock.setblocking(False)
+/// // try:
+/// //     sock.connect(('127.0.0.1', 8080))
+/// // except BlockingIOError:
+/// //     pass
+/// let sock = Socket::new()?;
+/// sock.setblocking(false)?;
+/// match sock.connect(("127.0.0.1", 8080)) {
+///     Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), Exception>(())
+/// ```
+pub struct Socket {
+    inner: socket2::Socket,
+}
+
+impl Socket {
+    /// `socket.socket()` (the same as `socket.socket(AF_INET, SOCK_STREAM)`):
+    /// a new blocking TCP socket.
+    pub fn new() -> PyResult<Socket> {
+        let inner = socket2::Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        Ok(Socket { inner })
+    }
+
+    /// `socket.socket(fileno=...)` for a `socket2::Socket` made elsewhere.
+    pub fn from_socket2(inner: socket2::Socket) -> Socket {
+        Socket { inner }
+    }
+
+    /// The `socket2::Socket` inside, for the options Python reaches with
+    /// `setsockopt` and this wrapper does not name.
+    pub fn as_socket2(&self) -> &socket2::Socket {
+        &self.inner
+    }
+
+    /// `sock.setblocking(flag)`: `setblocking(False)` makes every later call
+    /// return at once, raising `BlockingIOError` when it would have waited.
+    pub fn setblocking(&self, flag: bool) -> PyResult<()> {
+        Ok(self.inner.set_nonblocking(!flag)?)
+    }
+
+    /// `sock.getblocking()`.
+    pub fn getblocking(&self) -> PyResult<bool> {
+        Ok(!self.inner.nonblocking()?)
+    }
+
+    /// `sock.connect(address)`, `address` being `(host, port)`.
+    ///
+    /// On a non-blocking socket the connection is still under way when this
+    /// returns, and it raises exactly what Python raises:
+    /// `BlockingIOError: [Errno 115] Operation now in progress`. Wait for the
+    /// socket to become writable, then ask [`Socket::take_error`] how it
+    /// went. On a blocking socket a refused connection raises
+    /// `ConnectionRefusedError: [Errno 111] Connection refused`.
+    pub fn connect(&self, address: impl ToSocketAddrs) -> PyResult<()> {
+        let addr = resolve(address)?;
+        Ok(self.inner.connect(&SockAddr::from(addr))?)
+    }
+
+    /// `sock.connect_ex(address)`: like [`Socket::connect`] but returns the
+    /// errno (`0` on success, `115` = `EINPROGRESS` for a non-blocking
+    /// connect under way) instead of raising. Name resolution errors still
+    /// raise, as in Python.
+    pub fn connect_ex(&self, address: impl ToSocketAddrs) -> PyResult<i32> {
+        let addr = resolve(address)?;
+        match self.inner.connect(&SockAddr::from(addr)) {
+            Ok(()) => Ok(0),
+            Err(e) => match e.raw_os_error() {
+                Some(errno) => Ok(errno),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    /// `sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)`: the errno of
+    /// the pending error, `0` if none. Reading it clears it, as in C.
+    pub fn so_error(&self) -> PyResult<i32> {
+        Ok(match self.inner.take_error()? {
+            None => 0,
+            Some(e) => e.raw_os_error().unwrap_or(-1),
+        })
+    }
+
+    /// The check asyncio's `sock_connect` makes once a connecting socket is
+    /// writable: `err = sock.getsockopt(SOL_SOCKET, SO_ERROR); if err: raise
+    /// OSError(err, ...)`. `Ok(())` means connected; a refused connection
+    /// raises `ConnectionRefusedError: [Errno 111] Connection refused`.
+    /// Reading the error clears it.
+    pub fn take_error(&self) -> PyResult<()> {
+        match self.inner.take_error()? {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
+        }
+    }
+
+    /// `sock.fileno()`: what the tutorials hand to `selector.register`.
+    pub fn fileno(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+
+    /// `sock.send(data)`: the number of bytes the kernel took, which may be
+    /// fewer than `data.len()`. A full send buffer on a non-blocking socket
+    /// raises `BlockingIOError`.
+    pub fn send(&self, data: &[u8]) -> PyResult<usize> {
+        Ok(retry_eintr(|| self.inner.send(data))?)
+    }
+
+    /// `sock.sendall(data)`: `send` until every byte is gone. Meant for
+    /// blocking sockets; on a non-blocking one it raises `BlockingIOError`
+    /// as soon as the send buffer is full, as Python's does, and how much was
+    /// sent is lost.
+    pub fn sendall(&self, data: &[u8]) -> PyResult<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = self.send(rest)?;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// `sock.recv(bufsize)`: at most `bufsize` bytes; an empty `Vec` is
+    /// `b''`, the peer closed the connection (EOF). Nothing to read yet on a
+    /// non-blocking socket raises `BlockingIOError: [Errno 11] Resource
+    /// temporarily unavailable`.
+    pub fn recv(&self, bufsize: usize) -> PyResult<Vec<u8>> {
+        let mut buf = vec![0u8; bufsize];
+        let n = retry_eintr(|| (&self.inner).read(&mut buf))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// `sock.close()`. Taking `self` makes Python's "use after close"
+    /// (`OSError: [Errno 9] Bad file descriptor`) impossible; dropping the
+    /// socket does the same.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// `sock.shutdown(how)`, e.g. `shutdown(SHUT_WR)` to send EOF but keep
+    /// reading.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> PyResult<()> {
+        Ok(self.inner.shutdown(how)?)
+    }
+
+    /// `sock.getpeername()`: the `(host, port)` this socket is connected
+    /// to; `OSError: [Errno 107] Transport endpoint is not connected` if
+    /// none.
+    pub fn getpeername(&self) -> PyResult<SocketAddr> {
+        inet(self.inner.peer_addr()?)
+    }
+
+    /// `sock.getsockname()`: the local `(host, port)`; `('0.0.0.0', 0)`
+    /// before `bind`/`connect`.
+    pub fn getsockname(&self) -> PyResult<SocketAddr> {
+        inet(self.inner.local_addr()?)
+    }
+
+    /// `sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)`: lets a
+    /// restarted server bind its port while old connections sit in
+    /// `TIME_WAIT`.
+    pub fn set_reuseaddr(&self, on: bool) -> PyResult<()> {
+        Ok(self.inner.set_reuse_address(on)?)
+    }
+
+    /// `sock.bind(address)`.
+    pub fn bind(&self, address: impl ToSocketAddrs) -> PyResult<()> {
+        let addr = resolve(address)?;
+        Ok(self.inner.bind(&SockAddr::from(addr))?)
+    }
+
+    /// `sock.listen(backlog)`.
+    pub fn listen(&self, backlog: i32) -> PyResult<()> {
+        Ok(self.inner.listen(backlog)?)
+    }
+
+    /// The servers' four lines: `sock = socket.socket()`,
+    /// `sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)`, `sock.bind(address)`,
+    /// `sock.listen(backlog)` (`socket.create_server(address,
+    /// backlog=backlog)`). Port `0` picks a free port; read it back with
+    /// [`Socket::getsockname`]. The socket is blocking.
+    pub fn listen_on(address: impl ToSocketAddrs, backlog: i32) -> PyResult<Socket> {
+        let sock = Socket::new()?;
+        sock.set_reuseaddr(true)?;
+        sock.bind(address)?;
+        sock.listen(backlog)?;
+        Ok(sock)
+    }
+
+    /// `conn, addr = sock.accept()`. On a non-blocking listening socket with
+    /// no pending connection it raises `BlockingIOError`. As in CPython on
+    /// Linux (with no default timeout), the new socket is blocking whatever
+    /// the listening socket is.
+    pub fn accept(&self) -> PyResult<(Socket, SocketAddr)> {
+        let (inner, addr) = retry_eintr(|| self.inner.accept())?;
+        Ok((Socket { inner }, inet(addr)?))
+    }
+}
+
+impl AsRawFd for Socket {
+    /// [`Socket::fileno`].
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl AsFd for Socket {
+    /// The descriptor, borrowed for as long as the socket lives.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+/// `repr(sock)`: `<socket.socket fd=3, family=2, type=1, proto=6,
+/// laddr=('127.0.0.1', 54321), raddr=('127.0.0.1', 8080)>`.
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn tuple(a: SocketAddr) -> String {
+            format!("('{}', {})", a.ip(), a.port())
+        }
+        write!(
+            f,
+            "<socket.socket fd={}, family=2, type=1, proto=6",
+            self.fileno()
+        )?;
+        if let Ok(local) = self.getsockname() {
+            write!(f, ", laddr={}", tuple(local))?;
+        }
+        if let Ok(peer) = self.getpeername() {
+            write!(f, ", raddr={}", tuple(peer))?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// So a socket can travel in a [`Value`](crate::Value), as any Python object
+/// can.
+impl Object for Socket {
+    fn type_name(&self) -> &str {
+        "socket"
+    }
+    fn repr(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+fn rlim(v: Option<u64>) -> u64 {
+    v.unwrap_or(RLIM_INFINITY)
+}
+
+/// `resource.getrlimit(resource.RLIMIT_NOFILE)`: `(soft, hard)`, with
+/// [`RLIM_INFINITY`] for "unlimited".
+pub fn nofile_limit() -> (u64, u64) {
+    use rustix::process::{getrlimit, Resource};
+    let lim = getrlimit(Resource::Nofile);
+    (rlim(lim.current), rlim(lim.maximum))
+}
+
+/// `resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))`: raises the
+/// soft limit on open descriptors to the hard limit, so that thousands of
+/// concurrent sockets (the C10K stages) do not fail with `OSError: [Errno
+/// 24] Too many open files`. Returns the new `(soft, hard)`.
+///
+/// An unlimited hard limit cannot be the soft limit of `RLIMIT_NOFILE` on
+/// Linux; then the soft limit goes to 1048576 (the kernel's default
+/// `fs.nr_open`), or stays where it was if even that is refused.
+pub fn raise_nofile_limit() -> PyResult<(u64, u64)> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    const NR_OPEN_DEFAULT: u64 = 1 << 20;
+    let lim = getrlimit(Resource::Nofile);
+    let target = lim.maximum.unwrap_or(NR_OPEN_DEFAULT);
+    if lim.current.is_none_or(|soft| soft >= target) {
+        return Ok((rlim(lim.current), rlim(lim.maximum)));
+    }
+    let new = Rlimit {
+        current: Some(target),
+        maximum: lim.maximum,
+    };
+    match setrlimit(Resource::Nofile, new) {
+        Ok(()) => {}
+        // Unlimited hard limit but a smaller nr_open: keep what we had.
+        Err(_) if lim.maximum.is_none() => {}
+        Err(e) => return Err(io::Error::from(e).into()),
+    }
+    Ok(nofile_limit())
+}
