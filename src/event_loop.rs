@@ -226,9 +226,16 @@ impl EventLoop {
     /// One turn: queued callbacks, then `select()` until the next timer is
     /// due, then the ready fds' callbacks, then the due timers.
     pub fn run_once(&self) -> PyResult<()> {
-        let queued: Vec<_> = self.ready.borrow_mut().drain(..).collect();
-        for callback in queued {
-            callback();
+        // Only what was queued before this turn; callbacks queued by these
+        // run next turn. Popped one at a time, so a panicking callback
+        // loses nothing but itself (see `task` for the panic policy).
+        let queued = self.ready.borrow().len();
+        for _ in 0..queued {
+            let next = self.ready.borrow_mut().pop_front();
+            match next {
+                Some(callback) => callback(),
+                None => break,
+            }
         }
 
         let timeout = if !self.ready.borrow().is_empty() || self.stopped.get() {

@@ -20,6 +20,7 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
@@ -35,7 +36,7 @@ struct Inner {
     done: Cell<bool>,
     result: RefCell<Value>,
     exception: RefCell<Option<Exception>>,
-    callbacks: RefCell<Vec<DoneCallback>>,
+    callbacks: RefCell<VecDeque<DoneCallback>>,
 }
 
 /// The tutorials' `Future` (and the core of `asyncio.Future`): `result`,
@@ -69,7 +70,7 @@ impl Future {
             done: Cell::new(false),
             result: RefCell::new(Value::None),
             exception: RefCell::new(None),
-            callbacks: RefCell::new(Vec::new()),
+            callbacks: RefCell::new(VecDeque::new()),
         }))
     }
 
@@ -100,7 +101,7 @@ impl Future {
         if self.done() {
             callback(self);
         } else {
-            self.0.callbacks.borrow_mut().push(Box::new(callback));
+            self.0.callbacks.borrow_mut().push_back(Box::new(callback));
         }
     }
 
@@ -148,10 +149,23 @@ impl Future {
 
     fn settle(&self) {
         self.0.done.set(true);
-        let callbacks = std::mem::take(&mut *self.0.callbacks.borrow_mut());
-        for callback in callbacks {
-            callback(self);
+        // One callback at a time, so that if one panics (a task's body
+        // panicking inside its step) the rest are still here, and run on the
+        // loop's next turn: they belong to other tasks, which must not lose
+        // their wake-up.
+        let rest_on_panic = SettleWatch(self);
+        loop {
+            let next = self.0.callbacks.borrow_mut().pop_front();
+            match next {
+                Some(callback) => callback(self),
+                None => break,
+            }
         }
+        std::mem::forget(rest_on_panic);
+    }
+
+    fn run_remaining_callbacks(&self) {
+        self.settle();
     }
 
     /// The outcome: the result, or the exception that was set.
@@ -197,6 +211,19 @@ pub(crate) fn short_repr(v: &Value) -> String {
         )
     } else {
         r
+    }
+}
+
+/// Reached only while a done callback unwinds (`settle` forgets it
+/// otherwise): hands the callbacks not yet run to the loop's next turn.
+struct SettleWatch<'a>(&'a Future);
+
+impl Drop for SettleWatch<'_> {
+    fn drop(&mut self) {
+        if !self.0 .0.callbacks.borrow().is_empty() {
+            let future = self.0.clone();
+            crate::event_loop::get_event_loop().call_soon(move || future.run_remaining_callbacks());
+        }
     }
 }
 

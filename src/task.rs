@@ -25,8 +25,9 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use crate::exception::{Exception, PyResult};
 use crate::future::{short_repr, Future};
@@ -43,6 +44,9 @@ struct Inner {
     finished: Future,
     /// Whether anyone looked at a failed task's exception.
     retrieved: Cell<bool>,
+    /// The future the coroutine yielded last and is waiting on (for the
+    /// debugger's view; `None` while stepping and once finished).
+    waiting_on: RefCell<Option<Future>>,
 }
 
 /// The tutorials' `Task` (the generator-era core of `asyncio.Task`).
@@ -56,6 +60,19 @@ pub struct Task(Rc<Inner>);
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
     static UNFINISHED: Cell<usize> = const { Cell::new(0) };
+    /// Every live task on this thread, by id (for `debug::describe`).
+    static LIVE: RefCell<BTreeMap<u64, Weak<Inner>>> = const { RefCell::new(BTreeMap::new()) };
+    /// The tasks whose `step` is on the call stack now, outermost first.
+    static STEPPING: RefCell<Vec<(Task, Future)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Pops the stepping stack on every way out of `step`, a panic included.
+struct SteppingGuard;
+
+impl Drop for SteppingGuard {
+    fn drop(&mut self) {
+        STEPPING.with(|s| s.borrow_mut().pop());
+    }
 }
 
 /// How many tasks on this thread have started and not finished.
@@ -80,7 +97,9 @@ impl Task {
             outcome: RefCell::new(None),
             finished: Future::new(),
             retrieved: Cell::new(false),
+            waiting_on: RefCell::new(None),
         }));
+        LIVE.with(|live| live.borrow_mut().insert(id, Rc::downgrade(&task.0)));
         let f = Future::new();
         task.step(&f);
         task
@@ -96,6 +115,10 @@ impl Task {
     /// result and reported on stderr if nobody retrieves it.
     pub fn step(&self, future: &Future) {
         let inner = &self.0;
+        inner.waiting_on.borrow_mut().take();
+        STEPPING.with(|s| s.borrow_mut().push((self.clone(), future.clone())));
+        let _stepping = SteppingGuard;
+        let panic_watch = PanicWatch(self);
         let sent = match future.exception() {
             Some(exc) => {
                 trace::emit(format_args!("Task-{}.step throw {}", inner.id, exc.line()));
@@ -113,6 +136,7 @@ impl Task {
                 inner.coro.send(result)
             }
         };
+        std::mem::forget(panic_watch);
         match sent {
             Ok(yielded) => match yielded.downcast::<Future>() {
                 Some(next_future) => {
@@ -121,6 +145,7 @@ impl Task {
                         inner.id,
                         next_future.id()
                     ));
+                    *inner.waiting_on.borrow_mut() = Some((*next_future).clone());
                     let task = self.clone();
                     next_future.add_done_callback(move |f| task.step(f));
                 }
@@ -181,15 +206,46 @@ impl Task {
     pub fn id(&self) -> u64 {
         self.0.id
     }
+
+    /// The future the coroutine is waiting on, if it is suspended on one.
+    pub fn waiting_on(&self) -> Option<Future> {
+        self.0.waiting_on.borrow().clone()
+    }
+
+    /// The task whose `step` is running now (the innermost, if steps nest):
+    /// `asyncio.current_task()`.
+    pub fn current() -> Option<Task> {
+        STEPPING.with(|s| s.borrow().last().map(|(task, _)| task.clone()))
+    }
+
+    /// The tasks whose `step` is on the call stack, outermost first, each with
+    /// the future whose result it is sending in.
+    pub fn stepping() -> Vec<(Task, Future)> {
+        STEPPING.with(|s| s.borrow().clone())
+    }
+
+    /// Every live task on this thread, oldest first: `asyncio.all_tasks()`
+    /// (finished ones included while someone still holds them).
+    pub fn all() -> Vec<Task> {
+        LIVE.with(|live| {
+            live.borrow()
+                .values()
+                .filter_map(Weak::upgrade)
+                .map(Task)
+                .collect()
+        })
+    }
 }
 
 impl Drop for Inner {
     /// asyncio's "Task exception was never retrieved": a failure nobody
     /// looked at is reported rather than lost.
     fn drop(&mut self) {
+        // `try_with`: during thread exit the registry may be gone already.
+        let _ = LIVE.try_with(|live| live.borrow_mut().remove(&self.id));
         if self.outcome.borrow().is_none() {
             // Abandoned while waiting (its future was dropped unsettled).
-            UNFINISHED.with(|n| n.set(n.get() - 1));
+            let _ = UNFINISHED.try_with(|n| n.set(n.get() - 1));
         }
         if let Some(Err(e)) = &*self.outcome.borrow() {
             if !self.retrieved.get() {
@@ -207,5 +263,38 @@ impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = if self.done() { "finished" } else { "pending" };
         write!(f, "<Task-{} {state} coro={:?}>", self.0.id, self.0.coro)
+    }
+}
+
+/// The panic policy, where a body's panic passes through `step`.
+///
+/// A panic is not a Python exception: it goes on unwinding, out of the
+/// selector callback and out of `run_loop`, to whoever called the loop; that
+/// caller decides (by default the program dies, as any Rust panic; with
+/// `catch_unwind` around `run_loop` it may call `run_loop` again, and the
+/// other tasks carry on). On its way through `step` it leaves the task in
+/// order: the generator is closed (`Generator::send` sees to that), the task
+/// is finished with `RuntimeError("Task-N panicked")`, a line on stderr says
+/// which task it was, and whoever waits on the task is told on the loop's
+/// next turn (not now: no code may run while a panic unwinds).
+struct PanicWatch<'a>(&'a Task);
+
+impl Drop for PanicWatch<'_> {
+    fn drop(&mut self) {
+        // Only reached while unwinding: `step` forgets the watch otherwise.
+        let task = self.0;
+        let inner = &task.0;
+        eprintln!(
+            "pyfiber: Task-{} ({}) panicked; its generator is closed, the other tasks are untouched",
+            inner.id,
+            inner.coro.name()
+        );
+        crate::debug::dump();
+        let exc = Exception::RuntimeError(format!("Task-{} panicked", inner.id));
+        inner.retrieved.set(true);
+        *inner.outcome.borrow_mut() = Some(Err(exc.clone()));
+        let _ = UNFINISHED.try_with(|n| n.set(n.get() - 1));
+        let finished = inner.finished.clone();
+        crate::event_loop::get_event_loop().call_soon(move || finished.set_exception(exc));
     }
 }
