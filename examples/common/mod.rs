@@ -1,0 +1,394 @@
+//! What every stage of the ladder shares, so each example file holds only
+//! the part its Python original is about.
+//!
+//! Why this exists: the tutorials' files differ in one thing, how they wait
+//! for the network; the rest (which URLs, the slow local server, the
+//! `Request Times: N, Total Cost: S seconds` line) is the same in all of
+//! them. This module is that rest, once, for the Rust stages; its twin is
+//! `examples/python/common.py`. An example includes it with
+//!
+//! ```text
+//! #[path = "common/mod.rs"]
+//! mod common;
+//! ```
+//!
+//! and then:
+//!
+//! ```text
+//! let stage = common::Stage::start("generator", common::parse_args(), common::Concurrency::All);
+//! for target in &stage.targets { ... common::report(&target.url, outcome) ... }
+//! stage.finish()   // prints `Request Times: ...` (and the --json line); the exit code
+//! ```
+//!
+//! Every result goes through [`report`] (or [`report_response`]), which
+//! prints `result: <url> <title>` or `error: <url> <Name: message>` and
+//! counts it; [`Stage::finish`] checks that the run produced exactly one
+//! outcome per URL.
+
+// Each example uses part of this module; what one of them leaves unused is
+// not dead code.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pyfiber::net::{self, Socket};
+use pyfiber::server::{self, ServerConfig, ServerHandle};
+use pyfiber::{trace, Exception, OsError, PyResult};
+
+/// The flags every fetch example takes (the Python twins take the same).
+///
+/// An example with flags of its own flattens this into its own parser:
+/// `#[command(flatten)] common: common::Args`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// How many URLs to fetch: `/s?wd=0` ... `/s?wd=N-1`.
+    #[arg(long = "urls", value_name = "N", default_value_t = 10)]
+    pub urls: usize,
+    /// Seconds the embedded server waits before each answer.
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    pub delay: f64,
+    /// Fetch from another server instead of starting the embedded one: `{}`
+    /// is replaced by 0..N-1, e.g. 'http://127.0.0.1:5000/s?wd={}'.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub url: Option<String>,
+    /// Print every step of the machinery (register, select, set_result,
+    /// Task.step, ...), in the line format the Python twins print.
+    #[arg(long)]
+    pub trace: bool,
+    /// End with one JSON line: {"stage", "requests", "ok", "errors", "seconds"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds one request may take before it fails with TimeoutError.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+/// A parser with only the common flags.
+#[derive(Parser, Debug)]
+#[command(about = "Fetch N URLs from the slow server; print each title and the total time.")]
+struct CommonCli {
+    #[command(flatten)]
+    args: Args,
+}
+
+/// Parses the command line of an example that has only the common flags.
+pub fn parse_args() -> Args {
+    CommonCli::parse().args
+}
+
+/// Prints `error: <message>` on stderr and exits with status 2, the way
+/// `argparse` rejects bad input: before anything has started.
+pub fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(2);
+}
+
+/// One URL to fetch, split the way the tutorials' code needs it:
+/// `sock.connect((host, port))` and `'GET {path} HTTP/1.0\r\nHost: {host}'`.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The whole URL, as printed in `result:` lines.
+    pub url: String,
+    /// The host part, for the `Host:` header.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The request target: path and query.
+    pub path: String,
+    /// `(host, port)` resolved once, before the clock starts.
+    pub addr: SocketAddr,
+}
+
+impl Target {
+    /// Splits and resolves `url` (only `http://`).
+    pub fn parse(url: &str) -> PyResult<Target> {
+        let (host, port, path) = net::split_http_url(url)?;
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(Exception::from)?
+            .find(SocketAddr::is_ipv4)
+            .ok_or_else(|| {
+                Exception::OSError(OsError::msg(format!("{host} has no IPv4 address")))
+            })?;
+        Ok(Target {
+            url: url.to_string(),
+            host,
+            port,
+            path,
+            addr,
+        })
+    }
+
+    /// The tutorials' request:
+    /// `'GET {0} HTTP/1.0\r\nHost: {1}\r\n\r\n'.format(path, host)`.
+    pub fn request(&self) -> String {
+        format!("GET {} HTTP/1.0\r\nHost: {}\r\n\r\n", self.path, self.host)
+    }
+}
+
+/// How many requests a stage has in flight at once: it decides how many
+/// open files the run needs.
+#[derive(Clone, Copy, Debug)]
+pub enum Concurrency {
+    /// Every URL at once (the event-loop stages).
+    All,
+    /// At most this many (1 for `sync`, the pool size for `thread`/`process`).
+    AtMost(usize),
+}
+
+/// Descriptors a process needs besides its sockets: stdio, the selector, the
+/// server's listener and loop, pipes to children.
+const FD_SLACK: u64 = 64;
+
+/// A running stage: its flags, its URLs, the server it started (if any),
+/// and the clock.
+pub struct Stage {
+    /// The Python file this stage mirrors, without `.py` (`"generator"`).
+    pub name: &'static str,
+    /// The flags.
+    pub args: Args,
+    /// The URLs, in order: `/s?wd=0` first.
+    pub targets: Vec<Target>,
+    /// The embedded server, when `--url` was not given. Dropping it stops it.
+    pub server: Option<ServerHandle>,
+    start: Instant,
+}
+
+static OK: AtomicUsize = AtomicUsize::new(0);
+static ERRORS: AtomicUsize = AtomicUsize::new(0);
+
+impl Stage {
+    /// Checks the flags, raises the open-file limit and checks the run fits
+    /// in it, starts the embedded server unless `--url` was given, turns
+    /// tracing on for this thread if asked, and starts the clock (the
+    /// tutorials' `start = time.time()`). Bad input exits here with a
+    /// message, before any request is made.
+    pub fn start(name: &'static str, args: Args, concurrency: Concurrency) -> Stage {
+        if args.urls == 0 {
+            fail("--urls must be at least 1");
+        }
+        if !(args.delay.is_finite() && (0.0..=3600.0).contains(&args.delay)) {
+            fail(format!(
+                "--delay must be between 0 and 3600 seconds, got {}",
+                args.delay
+            ));
+        }
+        if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 86400.0) {
+            fail(format!(
+                "--timeout must be more than 0 and at most 86400 seconds, got {}",
+                args.timeout
+            ));
+        }
+        let urls: Vec<String> = match &args.url {
+            Some(template) => {
+                if !template.contains("{}") {
+                    fail(format!(
+                        "--url {template:?} has no {{}} to replace with 0..N-1 \
+                         (e.g. 'http://127.0.0.1:5000/s?wd={{}}')"
+                    ));
+                }
+                (0..args.urls)
+                    .map(|i| template.replace("{}", &i.to_string()))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        // Check the URLs before starting anything.
+        let mut targets = Vec::with_capacity(args.urls);
+        for url in &urls {
+            match Target::parse(url) {
+                Ok(t) => targets.push(t),
+                Err(e) => fail(format!("--url: {}", e.line())),
+            }
+        }
+
+        check_open_files(&args, concurrency);
+
+        let server = if args.url.is_none() {
+            let config = ServerConfig {
+                port: 0,
+                delay: Duration::from_secs_f64(args.delay),
+                ..ServerConfig::default()
+            };
+            let server = match server::spawn(config) {
+                Ok(s) => s,
+                Err(e) => fail(format!("cannot start the embedded server: {}", e.line())),
+            };
+            for i in 0..args.urls {
+                let url = server.url(&format!("/s?wd={i}"));
+                match Target::parse(&url) {
+                    Ok(t) => targets.push(t),
+                    Err(e) => fail(e.line()),
+                }
+            }
+            Some(server)
+        } else {
+            None
+        };
+
+        trace::set_enabled(args.trace);
+        Stage {
+            name,
+            args,
+            targets,
+            server,
+            start: Instant::now(),
+        }
+    }
+
+    /// `--timeout` as a `Duration`.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.args.timeout)
+    }
+
+    /// Seconds since [`Stage::start`].
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Stops the clock and prints the tutorials' last line,
+    /// `Request Times: N, Total Cost: S seconds`, then the `--json` line.
+    ///
+    /// Exit status: 0 when every URL got a result, 1 when some got an
+    /// `error:` line, and also 1 (with a message) if some URL got no outcome
+    /// at all, which would be a bug in the stage.
+    pub fn finish(self) -> ExitCode {
+        let seconds = self.elapsed();
+        trace::set_enabled(false);
+        let ok = OK.load(Ordering::SeqCst);
+        let errors = ERRORS.load(Ordering::SeqCst);
+        let n = self.targets.len();
+        println!("Request Times: {n}, Total Cost: {seconds:.6} seconds");
+        if self.args.json {
+            println!(
+                "{{\"stage\": \"{}\", \"requests\": {n}, \"ok\": {ok}, \"errors\": {errors}, \"seconds\": {seconds:.6}}}",
+                self.name
+            );
+        }
+        let _ = std::io::stdout().flush();
+        if ok + errors != n {
+            eprintln!(
+                "error: {n} URLs but {} outcomes ({ok} results, {errors} errors)",
+                ok + errors
+            );
+            return ExitCode::FAILURE;
+        }
+        if errors > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (`resource.setrlimit`),
+/// then refuses a run that cannot fit: better said now than
+/// `Too many open files` halfway through.
+fn check_open_files(args: &Args, concurrency: Concurrency) {
+    let (soft, hard) = match net::raise_nofile_limit() {
+        Ok(l) => l,
+        Err(_) => net::nofile_limit(),
+    };
+    let in_flight = match concurrency {
+        Concurrency::All => args.urls,
+        Concurrency::AtMost(k) => k.min(args.urls),
+    } as u64;
+    // The embedded server runs in this process: one socket per client socket.
+    let embedded = args.url.is_none();
+    let needed = in_flight * if embedded { 2 } else { 1 } + FD_SLACK;
+    if needed > soft {
+        let server_part = if embedded {
+            format!(" + {in_flight} server sockets (the embedded server shares this process)")
+        } else {
+            String::new()
+        };
+        let hint = if embedded {
+            "; run the server in another process (cargo run --release --example slow_server) and pass --url, or lower --urls"
+        } else {
+            "; lower --urls or raise the hard limit (ulimit -Hn)"
+        };
+        fail(format!(
+            "--urls {} needs about {needed} open files ({in_flight} client sockets{server_part} + {FD_SLACK}), \
+             but the limit is {soft} (hard limit {hard}){hint}",
+            args.urls
+        ));
+    }
+}
+
+/// Prints one outcome and counts it: `result: <url> <title>` or
+/// `error: <url> <Name: message>` (Python's `type(e).__name__: str(e)`).
+pub fn report(url: &str, outcome: PyResult<String>) {
+    match outcome {
+        Ok(title) => {
+            OK.fetch_add(1, Ordering::SeqCst);
+            println!("result: {url} {title}");
+        }
+        Err(e) => {
+            ERRORS.fetch_add(1, Ordering::SeqCst);
+            println!("error: {url} {}", e.line());
+        }
+    }
+}
+
+/// [`report`] for the raw bytes of a response read to EOF.
+pub fn report_response(url: &str, response: PyResult<Vec<u8>>) {
+    report(url, response.and_then(|raw| title_of(&raw)));
+}
+
+/// The title of a whole response: parse it, decode the body by its charset,
+/// find `<title>`; `None` (as Python prints it) when the page has none.
+pub fn title_of(raw: &[u8]) -> PyResult<String> {
+    let response = net::Response::parse(raw)?;
+    let html = response.text()?;
+    Ok(net::title(&html).unwrap_or_else(|| "None".to_string()))
+}
+
+/// `sock.recv(4096)` on a socket with a timeout: the wait running out is
+/// Python's `TimeoutError: timed out`, not the `EAGAIN` the OS reports.
+pub fn recv_timed(sock: &Socket) -> PyResult<Vec<u8>> {
+    match sock.recv(4096) {
+        Err(Exception::BlockingIOError(_)) => Err(timed_out()),
+        other => other,
+    }
+}
+
+/// `TimeoutError: timed out`, what a socket with `settimeout` raises.
+pub fn timed_out() -> Exception {
+    Exception::TimeoutError(OsError::msg("timed out"))
+}
+
+/// The blocking stages' `blocking_request()` (sync.py, process.py,
+/// thread.py): connect, send the GET, `recv(4096)` until `b''`. Every call
+/// may block; `sock.settimeout(timeout)` bounds each one.
+pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>> {
+    let sock = Socket::new()?;
+    // sock.settimeout(timeout)
+    let raw = sock.as_socket2();
+    raw.set_read_timeout(Some(timeout))?;
+    raw.set_write_timeout(Some(timeout))?;
+    // Blocks until the connection is made.
+    raw.connect_timeout(&target.addr.into(), timeout)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => timed_out(),
+            _ => Exception::from(e),
+        })?;
+    sock.sendall(target.request().as_bytes())?;
+    let mut response = Vec::new();
+    // Blocks until the server answers (or closes).
+    let mut chunk = recv_timed(&sock)?;
+    while !chunk.is_empty() {
+        response.extend_from_slice(&chunk);
+        chunk = recv_timed(&sock)?;
+    }
+    Ok(response)
+}
+
+/// `os.cpu_count()`: the pool size of the `process` and `thread` stages.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
