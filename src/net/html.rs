@@ -22,6 +22,9 @@
 //!   `http://h/b`; Python removes them only for relative links);
 //! - non-ASCII and spaces are percent-encoded: `/café` → `/caf%C3%A9`;
 //! - `\` counts as `/` in http(s) URLs.
+//! - an empty query or empty `;params` stays: `urljoin(base, '?')` ends in
+//!   `?` here, and `'/p;'` keeps its `;` (Python's `urlunparse` drops both;
+//!   [`urldefrag`] drops them too, as Python's does).
 //!
 //! A crawler comparing its URL set with Python's must avoid (or normalise)
 //! such links on its site.
