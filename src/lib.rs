@@ -35,6 +35,7 @@ pub mod future;
 pub mod generator;
 pub mod net;
 pub mod selector;
+pub mod server;
 pub mod stack_pool;
 pub mod task;
 pub mod trace;
