@@ -29,6 +29,7 @@
 //! line.
 
 use std::any::type_name;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
@@ -114,8 +115,10 @@ enum Frame {
 }
 
 struct Inner {
-    /// `__name__`: the Rust function the body was written in.
-    name: String,
+    /// `__name__`: the Rust function the body was written in. Borrowed from
+    /// the closure's type name when there is one, so making a generator does
+    /// not allocate a string.
+    name: Cow<'static, str>,
     state: Cell<GenState>,
     /// `gi_yieldfrom`, set by the body while it delegates.
     yieldfrom: RefCell<Option<YieldFrom>>,
@@ -148,13 +151,13 @@ fn already_executing() -> Exception {
 
 /// `__name__` from the type name of the body's closure: for a closure written
 /// inside `fn gen()`, the type is `crate::gen::{{closure}}` and the name `gen`.
-fn name_of<F>() -> String {
+fn name_of<F>() -> &'static str {
     let full = type_name::<F>();
     let mut path = full;
     while let Some(stripped) = path.strip_suffix("::{{closure}}") {
         path = stripped;
     }
-    path.rsplit("::").next().unwrap_or(full).to_string()
+    path.rsplit("::").next().unwrap_or(full)
 }
 
 impl Generator {
@@ -165,16 +168,24 @@ impl Generator {
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
-        Generator::named(name_of::<F>(), body)
+        Generator::with_name(Cow::Borrowed(name_of::<F>()), body)
     }
 
-    /// Like [`Generator::new`], with an explicit `__name__`.
+    /// Like [`Generator::new`], with an explicit `__name__` (Python: the
+    /// `def` line's name).
     pub fn named<F>(name: impl Into<String>, body: F) -> Generator
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
+        Generator::with_name(Cow::Owned(name.into()), body)
+    }
+
+    fn with_name<F>(name: Cow<'static, str>, body: F) -> Generator
+    where
+        F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
+    {
         Generator(Rc::new(Inner {
-            name: name.into(),
+            name,
             state: Cell::new(GenState::Created),
             yieldfrom: RefCell::new(None),
             frame: RefCell::new(Frame::NotStarted(Box::new(body))),
@@ -213,13 +224,19 @@ impl Generator {
     /// `co.yield_()` returns `Err(exc)`. Into a just-started or closed
     /// generator the exception is raised straight back and the generator is
     /// closed, without running the body.
+    ///
+    /// PEP 479 applies to a just-started generator too: a `StopIteration`
+    /// thrown into it comes back as `RuntimeError("generator raised
+    /// StopIteration")`, as in CPython 3.11 (3.12 and 3.13 let it escape
+    /// unchanged, CPython issue gh-152685; see NOTES.md).
     pub fn throw(&self, exc: Exception) -> PyResult<Value> {
         match self.0.state.get() {
             GenState::Running => Err(already_executing()),
-            GenState::Created | GenState::Closed => {
+            GenState::Created => {
                 self.finish_unstarted();
-                Err(exc)
+                Err(pep479(exc))
             }
+            GenState::Closed => Err(exc),
             GenState::Suspended => self.resume(Resume::Throw(Box::new(exc))).into_send_result(),
         }
     }
@@ -267,8 +284,12 @@ impl Generator {
     }
 
     /// `generator.gi_yieldfrom`: the sub-generator or iterator this generator
-    /// is delegating to with `co.yield_from`, if any.
+    /// is suspended in with `co.yield_from`, if any. As in CPython it is
+    /// `None` while the generator runs, even in the middle of a `yield from`.
     pub fn gi_yieldfrom(&self) -> Option<YieldFrom> {
+        if self.state() != GenState::Suspended {
+            return None;
+        }
         self.0.yieldfrom.borrow().clone()
     }
 
@@ -319,20 +340,41 @@ impl Outcome {
     }
 }
 
-/// Marks a generator closed if its body panics: the panic propagates to the
-/// caller of `send`, and the generator must not look runnable afterwards.
-struct ClosedOnPanic<'a>(&'a Cell<GenState>);
+/// PEP 479: a `StopIteration` escaping a body would end the caller's loop
+/// silently, so it becomes a `RuntimeError`.
+fn pep479(exc: Exception) -> Exception {
+    match exc {
+        Exception::StopIteration(_) => {
+            Exception::RuntimeError("generator raised StopIteration".into())
+        }
+        exc => exc,
+    }
+}
+
+/// Armed while a fiber runs; dropped only if the body panics (the normal
+/// path forgets it). Then the generator is closed, as after an uncaught
+/// exception, and its stack goes back to the pool at once rather than when
+/// the last handle goes: the panic propagates to the caller of `send`.
+struct ClosedOnPanic<'a>(&'a Inner);
 
 impl Drop for ClosedOnPanic<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.set(GenState::Closed);
+        self.0.state.set(GenState::Closed);
+        // The frame's borrow was declared after this guard, so it has been
+        // released by the time the unwinding reaches here.
+        if let Ok(mut frame) = self.0.frame.try_borrow_mut() {
+            if matches!(&*frame, Frame::Started(fiber) if fiber.done()) {
+                if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
+                    crate::stack_pool::give_back(fiber.into_stack());
+                }
+            }
         }
     }
 }
 
 impl Inner {
     fn resume(&self, input: Resume, this: &Rc<Inner>) -> Outcome {
+        let guard = ClosedOnPanic(self);
         let mut frame = self.frame.borrow_mut();
         if let Frame::NotStarted(_) = &*frame {
             let Frame::NotStarted(body) = std::mem::replace(&mut *frame, Frame::Gone) else {
@@ -341,6 +383,7 @@ impl Inner {
             match crate::stack_pool::take() {
                 Ok(stack) => *frame = Frame::Started(start_fiber(stack, body, Rc::downgrade(this))),
                 Err(exc) => {
+                    std::mem::forget(guard);
                     self.state.set(GenState::Closed);
                     return Outcome::Returned(Err(exc));
                 }
@@ -351,9 +394,8 @@ impl Inner {
         };
 
         self.state.set(GenState::Running);
-        let guard = ClosedOnPanic(&self.state);
         let result = fiber.resume(input);
-        drop(guard);
+        std::mem::forget(guard);
 
         match result {
             CoroutineResult::Yield(v) => {
@@ -365,14 +407,7 @@ impl Inner {
                 if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
                     crate::stack_pool::give_back(fiber.into_stack());
                 }
-                Outcome::Returned(match r {
-                    // PEP 479: a StopIteration escaping the body would end the
-                    // caller's loop silently, so it becomes a RuntimeError.
-                    Err(Exception::StopIteration(_)) => Err(Exception::RuntimeError(
-                        "generator raised StopIteration".into(),
-                    )),
-                    r => r,
-                })
+                Outcome::Returned(r.map_err(pep479))
             }
         }
     }
@@ -425,12 +460,15 @@ impl Inner {
     /// `close()` from the finalizer, where no `Rc` is left to start a fiber
     /// with (a started fiber is all a suspended generator needs).
     fn resume_for_drop(&self) -> Outcome {
+        let guard = ClosedOnPanic(self);
         let mut frame = self.frame.borrow_mut();
         let Frame::Started(fiber) = &mut *frame else {
+            std::mem::forget(guard);
             return Outcome::Returned(Ok(Value::None));
         };
         self.state.set(GenState::Running);
         let result = fiber.resume(Resume::Throw(Box::new(Exception::GeneratorExit)));
+        std::mem::forget(guard);
         self.state.set(GenState::Closed);
         match result {
             CoroutineResult::Yield(v) => Outcome::Yielded(v),
@@ -438,7 +476,7 @@ impl Inner {
                 if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
                     crate::stack_pool::give_back(fiber.into_stack());
                 }
-                Outcome::Returned(r)
+                Outcome::Returned(r.map_err(pep479))
             }
         }
     }
@@ -488,21 +526,26 @@ impl From<Generator> for Value {
 
 /// Sets `gi_yieldfrom` for as long as a `yield from` runs, and clears it on
 /// every way out (return, raise, or a panic unwinding the fiber).
-struct Delegating(Option<Rc<Inner>>);
+///
+/// It holds the generator weakly: it lives on the generator's own fiber
+/// stack, and a strong handle there would keep a suspended delegator alive
+/// forever, so dropping it would never close it.
+struct Delegating<'a>(&'a Weak<Inner>);
 
-impl Delegating {
-    fn start(generator: &Weak<Inner>, target: YieldFrom) -> Delegating {
-        let generator = generator.upgrade();
-        if let Some(g) = &generator {
+impl<'a> Delegating<'a> {
+    fn start(generator: &'a Weak<Inner>, target: YieldFrom) -> Delegating<'a> {
+        if let Some(g) = generator.upgrade() {
             *g.yieldfrom.borrow_mut() = Some(target);
         }
         Delegating(generator)
     }
 }
 
-impl Drop for Delegating {
+impl Drop for Delegating<'_> {
     fn drop(&mut self) {
-        if let Some(g) = &self.0 {
+        // During the finalizer's close the generator can no longer be
+        // upgraded; it is going away with its `gi_yieldfrom` anyway.
+        if let Some(g) = self.0.upgrade() {
             g.yieldfrom.borrow_mut().take();
         }
     }
@@ -591,6 +634,11 @@ impl Co<'_> {
 
     /// The generator this body belongs to (Python: no direct equivalent; a
     /// body can reach its own generator object only through a global).
+    ///
+    /// `None` while the generator is being finalized (its last handle is
+    /// gone and the drop is closing it). Do not keep the handle across a
+    /// yield: a suspended generator holding itself is a cycle that no drop
+    /// will ever close (Python's cycle collector would; Rust has none).
     pub fn generator(&self) -> Option<Generator> {
         self.generator.upgrade().map(Generator)
     }

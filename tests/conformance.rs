@@ -1,0 +1,3093 @@
+//! Conformance: every case is a small Python program and its Rust twin, and
+//! the test asserts they print the same trace, line for line.
+//!
+//! Nothing here hard-codes what Python prints: one `python3` process runs all
+//! the snippets (each between `=== <case>` markers) and its stdout is the
+//! expected trace. The Rust twins write their lines into a thread-local trace
+//! with `out!`, which plays `print`.
+//!
+//! Trace conventions, shared by both sides:
+//! - `call(label, ...)` prints `label -> repr(result)` or `label !! Name: msg`
+//!   (`type(e).__name__ + ": " + str(e)`, or the bare name when `str(e)` is
+//!   empty), which is [`Exception::line`] on the Rust side;
+//! - `state(g)` is `inspect.getgeneratorstate(g)`, i.e. [`GenState::python_name`];
+//! - `close313(g)` is `g.close()` as CPython 3.13 defines it (see NOTES.md:
+//!   3.11 and 3.12 return `None` even when the body returns a value on
+//!   `GeneratorExit`; pyfiber follows 3.13).
+//!
+//! A case with `yield from` may have two Rust twins: `pep380` delegates with
+//! `co.yield_from(&generator)` (a fiber per generator, PEP 380's expansion)
+//! and `same_fiber` calls the sub-generator's body as a plain Rust function
+//! on the delegator's own fiber. Both must print what Python prints.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use pyfiber::{stack_pool, Co, Exception, GenState, Generator, PyResult, Value, YieldFrom};
+
+// ---------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    /// What the running Rust twin has "printed".
+    static TRACE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `print(...)` for the Rust twins: one formatted line into the trace.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        TRACE.with(|t| t.borrow_mut().push(format!($($arg)*)))
+    };
+}
+
+/// Helpers every Python snippet can use; the Rust helpers below mirror them.
+const PRELUDE: &str = r#"
+import gc, inspect, sys
+
+def line(e):
+    s = str(e)
+    return type(e).__name__ + (": " + s if s else "")
+
+def call(label, f, *args):
+    try:
+        v = f(*args)
+    except BaseException as e:
+        print(f"{label} !! {line(e)}")
+    else:
+        print(f"{label} -> {v!r}")
+
+state = inspect.getgeneratorstate
+
+def yf(g):
+    x = g.gi_yieldfrom
+    if x is None:
+        return "None"
+    if inspect.isgenerator(x):
+        return "generator " + x.__name__
+    return type(x).__name__
+
+def close313(g):
+    # generator.close() as CPython 3.13 defines it: when the body returns a
+    # value on GeneratorExit, close() returns that value (3.11/3.12 return
+    # None). Before 3.13, do what close() does -- throw GeneratorExit -- and
+    # read the value off the StopIteration that throw() raises.
+    if sys.version_info >= (3, 13) or state(g) != "GEN_SUSPENDED":
+        return g.close()
+    try:
+        g.throw(GeneratorExit)
+    except GeneratorExit:
+        return None
+    except StopIteration as e:
+        return e.value
+    raise RuntimeError("generator ignored GeneratorExit")
+
+class MyError(Exception):
+    pass
+"#;
+
+/// Reads the cases from stdin (`name \x1f source \x1e` records) and runs each
+/// in a fresh namespace, printing `=== name` before it. Names a case defines
+/// are deleted (newest first, like Rust dropping locals) and `gc.collect()`
+/// runs before the next marker, so a finalizer's output stays in its case.
+const DRIVER: &str = r#"
+import gc, sys, textwrap
+prelude = sys.argv[1]
+records = sys.stdin.read().split("\x1e")
+for rec in records:
+    if not rec.strip():
+        continue
+    name, src = rec.split("\x1f", 1)
+    print("=== " + name, flush=True)
+    ns = {"__name__": "case_" + name}
+    exec(compile(prelude, "<prelude>", "exec"), ns)
+    keep = set(ns)
+    try:
+        exec(compile(textwrap.dedent(src), "<case " + name + ">", "exec"), ns)
+    except BaseException as e:
+        print("!!! uncaught " + type(e).__name__ + ": " + str(e))
+    for k in reversed(list(ns)):
+        if k not in keep:
+            del ns[k]
+    gc.collect()
+    sys.stdout.flush()
+print("=== END", flush=True)
+"#;
+
+/// One conformance case: a Python snippet and its Rust twins.
+struct Case {
+    name: &'static str,
+    python: &'static str,
+    twins: &'static [(&'static str, fn())],
+}
+
+/// Runs every snippet in one `python3` and splits its stdout by case.
+fn python_traces() -> &'static HashMap<String, Vec<String>> {
+    static TRACES: OnceLock<HashMap<String, Vec<String>>> = OnceLock::new();
+    TRACES.get_or_init(|| {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(DRIVER)
+            .arg(PRELUDE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("conformance tests need `python3` on PATH");
+        let mut input = String::new();
+        for case in CASES {
+            input.push_str(case.name);
+            input.push('\x1f');
+            input.push_str(case.python);
+            input.push('\x1e');
+        }
+        // Written from a thread so a large stdout cannot deadlock the pipe.
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let output = child.wait_with_output().expect("python3 did not run");
+        writer.join().unwrap().expect("feeding python3");
+        let stdout = String::from_utf8(output.stdout).expect("python3 printed UTF-8");
+        assert!(
+            output.status.success() && stdout.ends_with("=== END\n"),
+            "python3 failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut traces = HashMap::new();
+        let mut current: Option<(String, Vec<String>)> = None;
+        for line in stdout.lines() {
+            if let Some(name) = line.strip_prefix("=== ") {
+                if let Some((n, t)) = current.take() {
+                    traces.insert(n, t);
+                }
+                if name != "END" {
+                    current = Some((name.to_string(), Vec::new()));
+                }
+            } else if let Some((_, t)) = &mut current {
+                t.push(line.to_string());
+            }
+        }
+        traces
+    })
+}
+
+/// Runs one Rust twin and returns what it printed.
+fn run_twin(twin: fn()) -> Vec<String> {
+    TRACE.with(|t| t.borrow_mut().clear());
+    twin();
+    TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
+}
+
+/// A line-by-line diff: `  ` same, `- ` only Python, `+ ` only Rust.
+fn diff(python: &[String], rust: &[String]) -> String {
+    let mut report = String::new();
+    for i in 0..python.len().max(rust.len()) {
+        match (python.get(i), rust.get(i)) {
+            (Some(p), Some(r)) if p == r => report.push_str(&format!("    {p}\n")),
+            (p, r) => {
+                if let Some(p) = p {
+                    report.push_str(&format!("  - {p}\n"));
+                }
+                if let Some(r) = r {
+                    report.push_str(&format!("  + {r}\n"));
+                }
+            }
+        }
+    }
+    report
+}
+
+/// The assertion of every case: each twin prints Python's trace, and frees
+/// every fiber stack it started (a leaked generator keeps its stack).
+fn check(name: &str) {
+    let case = CASES
+        .iter()
+        .find(|c| c.name == name)
+        .expect("case is registered");
+    let expected = python_traces()
+        .get(name)
+        .unwrap_or_else(|| panic!("python3 printed nothing for case {name}"));
+    assert!(
+        !expected.is_empty(),
+        "case {name}: the Python snippet prints nothing, so it proves nothing"
+    );
+    for (twin_name, twin) in case.twins {
+        let before = stack_pool::stats().in_use;
+        let got = run_twin(*twin);
+        assert!(
+            &got == expected,
+            "case {name}, twin {twin_name}: Rust trace differs from python3's \
+             (- python, + rust)\n{}\npython snippet:{}",
+            diff(expected, &got),
+            case.python
+        );
+        let after = stack_pool::stats().in_use;
+        assert_eq!(
+            before,
+            after,
+            "case {name}, twin {twin_name}: {} fiber stack(s) still in use after \
+             every generator was dropped (a leak)",
+            after.wrapping_sub(before)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rust twins of the prelude
+// ---------------------------------------------------------------------------
+
+/// `call(label, f, *args)`.
+fn call(label: &str, result: PyResult<Value>) {
+    match result {
+        Ok(v) => out!("{label} -> {v:?}"),
+        Err(e) => out!("{label} !! {}", e.line()),
+    }
+}
+
+/// `inspect.getgeneratorstate(g)`.
+fn state(g: &Generator) -> &'static str {
+    g.state().python_name()
+}
+
+/// `yf(g)`: what `g.gi_yieldfrom` is.
+fn yf(g: &Generator) -> String {
+    match g.gi_yieldfrom() {
+        None => "None".into(),
+        Some(YieldFrom::Generator(sub)) => format!("generator {}", sub.name()),
+        Some(YieldFrom::Iterator(type_name)) => type_name,
+    }
+}
+
+/// `print(line(e))` for a panic: the panic message plays `str(e)`.
+fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    })
+}
+
+/// Python's `finally: print(text)` as a drop guard: it runs on return, on an
+/// exception (`Err` returned with `?`) and on a panic unwinding the body.
+struct Finally(&'static str);
+
+impl Drop for Finally {
+    fn drop(&mut self) {
+        out!("{}", self.0);
+    }
+}
+
+/// `MyError(msg)`, the snippets' own exception class.
+fn my_error(msg: &str) -> Exception {
+    Exception::user("MyError", msg)
+}
+
+/// A place for generators to find each other, as Python bodies do through
+/// module globals. Cleared at the end of a case to break the cycle.
+type Slot = Rc<RefCell<Option<Generator>>>;
+
+fn slot() -> Slot {
+    Rc::new(RefCell::new(None))
+}
+
+fn get(slot: &Slot) -> Generator {
+    slot.borrow().clone().expect("slot filled")
+}
+
+/// `a / b`, raising ZeroDivisionError as Python does.
+fn divide(a: i64, b: i64) -> PyResult<Value> {
+    if b == 0 {
+        return Err(Exception::user("ZeroDivisionError", "division by zero"));
+    }
+    Ok(Value::Float(a as f64 / b as f64))
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_int().expect("an int")
+}
+
+// ---------------------------------------------------------------------------
+// send / next / return
+// ---------------------------------------------------------------------------
+
+/// `x = yield v`, `next`, `send`, and `return r` becoming `StopIteration(r)`.
+mod next_send_and_return {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("start")
+        x = yield 1
+        print("got", x)
+        y = yield x * 2
+        print("got", y)
+        return "done"
+    g = gen()
+    call("next", next, g)
+    call("send 5", g.send, 5)
+    call("next", next, g)
+    call("next again", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::named("gen", |co| {
+            out!("start");
+            let x = co.yield_(1)?;
+            out!("got {x}");
+            let y = co.yield_(int(&x) * 2)?;
+            out!("got {y}");
+            Ok("done".into())
+        });
+        call("next", g.next());
+        call("send 5", g.send(5));
+        call("next", g.next());
+        call("next again", g.next());
+    }
+}
+
+/// `send(None)` starts a generator exactly as `next()` does.
+mod send_none_is_next {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("running")
+        yield "first"
+        yield "second"
+    g = gen()
+    call("send None", g.send, None)
+    call("send None", g.send, None)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            out!("running");
+            co.yield_("first")?;
+            co.yield_("second")?;
+            Ok(Value::None)
+        });
+        call("send None", g.send(()));
+        call("send None", g.send(Value::None));
+    }
+}
+
+/// A non-None send into a just-started generator is TypeError, and the
+/// generator is still usable afterwards.
+mod send_non_none_to_just_started {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("started")
+        x = yield 1
+        print("got", x)
+        yield 2
+    g = gen()
+    call("send 5", g.send, 5)
+    print(state(g))
+    call("next", next, g)
+    call("send 7", g.send, 7)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            out!("started");
+            let x = co.yield_(1)?;
+            out!("got {x}");
+            co.yield_(2)?;
+            Ok(Value::None)
+        });
+        call("send 5", g.send(5));
+        out!("{}", state(&g));
+        call("next", g.next());
+        call("send 7", g.send(7));
+        out!("{}", state(&g));
+    }
+}
+
+/// A bare `yield` yields None, and `next()` makes it evaluate to None.
+mod bare_yield_is_none {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        x = yield
+        print("x is", x)
+        x = yield
+        print("x is", x)
+    g = gen()
+    call("next", next, g)
+    call("next", next, g)
+    call("send 'hi'", g.send, "hi")
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let x = co.yield_(())?;
+            out!("x is {x}");
+            let x = co.yield_(())?;
+            out!("x is {x}");
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+        call("send 'hi'", g.send("hi"));
+    }
+}
+
+/// The return value rides on StopIteration: `e.value`, and `str(e)`.
+mod return_value_in_stop_iteration {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        return 42
+    g = gen()
+    next(g)
+    try:
+        next(g)
+    except StopIteration as e:
+        print("value", e.value, "|", line(e))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Ok(42.into())
+        });
+        g.next().unwrap();
+        if let Err(e) = g.next() {
+            out!("value {} | {}", e.stop_value().unwrap(), e.line());
+        }
+    }
+}
+
+/// A bare `return` (or falling off the end) is StopIteration with value None.
+mod bare_return_stop_iteration_none {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+    g = gen()
+    next(g)
+    try:
+        next(g)
+    except StopIteration as e:
+        print("value", e.value, "|", line(e))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        if let Err(e) = g.next() {
+            out!("value {} | {}", e.stop_value().unwrap(), e.line());
+        }
+    }
+}
+
+/// A finished generator's send raises StopIteration (without the value), for
+/// any value sent.
+mod closed_generator_send_raises_stop_iteration {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        return "r"
+    g = gen()
+    call("next", next, g)
+    call("next", next, g)
+    call("next", next, g)
+    call("send 5", g.send, 5)
+    call("send None", g.send, None)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Ok("r".into())
+        });
+        call("next", g.next());
+        call("next", g.next());
+        call("next", g.next());
+        call("send 5", g.send(5));
+        call("send None", g.send(()));
+        out!("{}", state(&g));
+    }
+}
+
+/// `for v in gen()` and `list(gen())`: StopIteration ends the loop and its
+/// value is dropped.
+mod for_loop_and_list {
+    use super::*;
+    pub const PY: &str = r#"
+    def squares(n):
+        for i in range(n):
+            yield i * i
+        return "ignored by for"
+    for v in squares(4):
+        print("item", v)
+    print(list(squares(3)))
+    "#;
+    fn squares(n: i64) -> Generator {
+        Generator::named("squares", move |co| {
+            for i in 0..n {
+                co.yield_(i * i)?;
+            }
+            Ok("ignored by for".into())
+        })
+    }
+    pub fn rust() {
+        for v in squares(4) {
+            out!("item {}", v.unwrap());
+        }
+        let list: Vec<Value> = squares(3).map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+    }
+}
+
+/// GEN_CREATED -> GEN_SUSPENDED -> GEN_CLOSED, with gi_running/gi_suspended.
+mod states_through_life {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+    g = gen()
+    print(state(g), g.gi_running, g.gi_suspended)
+    next(g)
+    print(state(g), g.gi_running, g.gi_suspended)
+    call("next", next, g)
+    print(state(g), g.gi_running, g.gi_suspended)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        let show = |g: &Generator| {
+            let py = |b: bool| if b { "True" } else { "False" };
+            out!(
+                "{} {} {}",
+                state(g),
+                py(g.gi_running()),
+                py(g.gi_suspended())
+            );
+        };
+        show(&g);
+        g.next().unwrap();
+        show(&g);
+        call("next", g.next());
+        show(&g);
+    }
+}
+
+/// Seen from inside its own body, a generator is GEN_RUNNING.
+mod state_inside_body_is_running {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("inside:", state(me), me.gi_running, me.gi_suspended)
+        yield 1
+    me = gen()
+    next(me)
+    print("outside:", state(me), me.gi_running, me.gi_suspended)
+    "#;
+    pub fn rust() {
+        let me = Generator::new(|co| {
+            // Scoped: a body holding its own handle across a yield would be
+            // a cycle that keeps it suspended forever.
+            {
+                let me = co.generator().unwrap();
+                out!(
+                    "inside: {} {} {}",
+                    state(&me),
+                    if me.gi_running() { "True" } else { "False" },
+                    if me.gi_suspended() { "True" } else { "False" }
+                );
+            }
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        me.next().unwrap();
+        out!(
+            "outside: {} {} {}",
+            state(&me),
+            if me.gi_running() { "True" } else { "False" },
+            if me.gi_suspended() { "True" } else { "False" }
+        );
+    }
+}
+
+/// Re-entrancy: a body sending to its own generator gets ValueError, can
+/// catch it, and carries on.
+mod reentrant_send_is_value_error {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            me.send(None)
+        except ValueError as e:
+            print("inside:", line(e))
+        yield "after"
+        print("resumed")
+    me = gen()
+    call("next", next, me)
+    print(state(me))
+    call("next", next, me)
+    "#;
+    pub fn rust() {
+        let me = Generator::new(|co| {
+            match co.generator().unwrap().send(()) {
+                Err(e @ Exception::ValueError(_)) => out!("inside: {}", e.line()),
+                other => {
+                    other?;
+                }
+            }
+            co.yield_("after")?;
+            out!("resumed");
+            Ok(Value::None)
+        });
+        call("next", me.next());
+        out!("{}", state(&me));
+        call("next", me.next());
+    }
+}
+
+/// Re-entrancy left uncaught: the ValueError ends the body, which is closed.
+mod reentrant_uncaught_closes {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        next(me)
+        yield 2
+    me = gen()
+    call("next", next, me)
+    call("next", next, me)
+    print(state(me))
+    call("next", next, me)
+    "#;
+    pub fn rust() {
+        let me = Generator::new(|co| {
+            co.yield_(1)?;
+            co.generator().unwrap().next()?;
+            co.yield_(2)?;
+            Ok(Value::None)
+        });
+        call("next", me.next());
+        call("next", me.next());
+        out!("{}", state(&me));
+        call("next", me.next());
+    }
+}
+
+/// A running generator's own `throw` and `close` are ValueError too.
+mod reentrant_throw_and_close {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            me.throw(KeyError("k"))
+        except BaseException as e:
+            print("throw:", line(e))
+        try:
+            me.close()
+        except BaseException as e:
+            print("close:", line(e))
+        yield "still fine"
+    me = gen()
+    call("next", next, me)
+    call("close", me.close)
+    print(state(me))
+    "#;
+    pub fn rust() {
+        let me = Generator::new(|co| {
+            {
+                let me = co.generator().unwrap();
+                if let Err(e) = me.throw(Exception::KeyError("k".into())) {
+                    out!("throw: {}", e.line());
+                }
+                if let Err(e) = me.close() {
+                    out!("close: {}", e.line());
+                }
+            }
+            co.yield_("still fine")?;
+            Ok(Value::None)
+        });
+        call("next", me.next());
+        call("close", me.close());
+        out!("{}", state(&me));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// throw
+// ---------------------------------------------------------------------------
+
+/// A thrown exception caught in the body: `throw` returns the next yield.
+/// One not caught ends the body and closes the generator.
+mod throw_caught_yields_next {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        while True:
+            try:
+                x = yield "ready"
+                print("got", x)
+            except ValueError as e:
+                print("caught", line(e))
+    g = gen()
+    next(g)
+    call("throw ValueError", g.throw, ValueError("bad"))
+    call("send 1", g.send, 1)
+    call("throw KeyError", g.throw, KeyError("k"))
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| loop {
+            match co.yield_("ready") {
+                Ok(x) => out!("got {x}"),
+                Err(e @ Exception::ValueError(_)) => out!("caught {}", e.line()),
+                Err(e) => return Err(e),
+            }
+        });
+        g.next().unwrap();
+        call(
+            "throw ValueError",
+            g.throw(Exception::ValueError("bad".into())),
+        );
+        call("send 1", g.send(1));
+        call("throw KeyError", g.throw(Exception::KeyError("k".into())));
+        out!("{}", state(&g));
+    }
+}
+
+/// An uncaught throw propagates to the caller; the generator is then closed.
+mod throw_uncaught_closes {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        print("never")
+        yield 2
+    g = gen()
+    next(g)
+    call("throw", g.throw, MyError("boom"))
+    print(state(g))
+    call("next", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            out!("never");
+            co.yield_(2)?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("throw", g.throw(my_error("boom")));
+        out!("{}", state(&g));
+        call("next", g.next());
+    }
+}
+
+/// Throwing into a just-started generator raises straight back without
+/// running any of the body, and closes it.
+mod throw_into_just_started {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("body runs")
+        yield 1
+    g = gen()
+    call("throw", g.throw, ValueError("early"))
+    print(state(g))
+    call("next", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            out!("body runs");
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        call("throw", g.throw(Exception::ValueError("early".into())));
+        out!("{}", state(&g));
+        call("next", g.next());
+    }
+}
+
+/// Throwing into a finished generator raises the exception straight back.
+mod throw_into_finished {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+    g = gen()
+    print(list(g))
+    call("throw", g.throw, ValueError("late"))
+    print(state(g))
+    call("throw again", g.throw, KeyError("again"))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        let list: Vec<Value> = g.clone().map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+        call("throw", g.throw(Exception::ValueError("late".into())));
+        out!("{}", state(&g));
+        call("throw again", g.throw(Exception::KeyError("again".into())));
+    }
+}
+
+/// A throw the body handles by returning: `throw` raises StopIteration(value).
+mod throw_caught_then_return {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except ValueError:
+            print("handled")
+            return "handled value"
+    g = gen()
+    next(g)
+    call("throw", g.throw, ValueError("x"))
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| match co.yield_(1) {
+            Err(Exception::ValueError(_)) => {
+                out!("handled");
+                Ok("handled value".into())
+            }
+            other => other.map(|_| Value::None),
+        });
+        g.next().unwrap();
+        call("throw", g.throw(Exception::ValueError("x".into())));
+        out!("{}", state(&g));
+    }
+}
+
+/// PEP 479: a StopIteration thrown in and not caught becomes RuntimeError.
+mod throw_stop_iteration_is_runtime_error {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        yield 2
+    g = gen()
+    next(g)
+    call("throw", g.throw, StopIteration("x"))
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            co.yield_(2)?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("throw", g.throw(Exception::StopIteration("x".into())));
+        out!("{}", state(&g));
+    }
+}
+
+/// PEP 479 also for a StopIteration thrown into a just-started generator:
+/// CPython 3.11 converts it; 3.12 and 3.13 let it escape unchanged (a PEP 479
+/// hole, CPython issue gh-152685, whose fix converts it as 3.11 does). We
+/// follow PEP 479.
+mod throw_stop_iteration_into_just_started {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+    g = gen()
+    try:
+        g.throw(StopIteration("early"))
+    except BaseException as e:
+        if sys.version_info >= (3, 12) and type(e) is StopIteration:
+            e = RuntimeError("generator raised StopIteration")  # gh-152685
+        print("throw !!", line(e))
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        call("throw", g.throw(Exception::StopIteration("early".into())));
+        out!("{}", state(&g));
+    }
+}
+
+/// An `except` clause that raises something else: that is what propagates.
+mod throw_handler_raises_other {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except ValueError as e:
+            print("translating", line(e))
+            raise KeyError("k")
+    g = gen()
+    next(g)
+    call("throw", g.throw, ValueError("v"))
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| match co.yield_(1) {
+            Err(e @ Exception::ValueError(_)) => {
+                out!("translating {}", e.line());
+                Err(Exception::KeyError("k".into()))
+            }
+            other => other.map(|_| Value::None),
+        });
+        g.next().unwrap();
+        call("throw", g.throw(Exception::ValueError("v".into())));
+        out!("{}", state(&g));
+    }
+}
+
+/// `throw(GeneratorExit)` is not `close()`: the GeneratorExit propagates out.
+mod throw_generator_exit_directly {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        finally:
+            print("cleanup")
+    g = gen()
+    next(g)
+    call("throw GeneratorExit", g.throw, GeneratorExit())
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let r = co.yield_(1);
+            out!("cleanup");
+            r?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("throw GeneratorExit", g.throw(Exception::GeneratorExit));
+        out!("{}", state(&g));
+    }
+}
+
+/// A program's own exception class, caught by class.
+mod throw_user_exception_class {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        while True:
+            try:
+                yield "waiting"
+            except MyError as e:
+                print("mine:", line(e))
+                yield "recovered"
+    g = gen()
+    next(g)
+    call("throw MyError", g.throw, MyError("boom"))
+    call("next", next, g)
+    call("throw ValueError", g.throw, ValueError("not mine"))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| loop {
+            match co.yield_("waiting") {
+                Ok(_) => {}
+                Err(e @ Exception::User { .. }) if e.name() == "MyError" => {
+                    out!("mine: {}", e.line());
+                    co.yield_("recovered")?;
+                }
+                Err(e) => return Err(e),
+            }
+        });
+        g.next().unwrap();
+        call("throw MyError", g.throw(my_error("boom")));
+        call("next", g.next());
+        call(
+            "throw ValueError",
+            g.throw(Exception::ValueError("not mine".into())),
+        );
+    }
+}
+
+/// `except Exception` does not catch GeneratorExit (a BaseException), so
+/// close() passes it; a ValueError is caught by the same clause.
+mod except_exception_skips_generator_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        while True:
+            try:
+                yield "waiting"
+            except Exception as e:
+                print("caught", line(e))
+    g = gen()
+    next(g)
+    call("throw ValueError", g.throw, ValueError("v"))
+    call("close", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| loop {
+            match co.yield_("waiting") {
+                Ok(_) => {}
+                Err(e) if e.is_exception() => out!("caught {}", e.line()),
+                Err(e) => return Err(e),
+            }
+        });
+        g.next().unwrap();
+        call(
+            "throw ValueError",
+            g.throw(Exception::ValueError("v".into())),
+        );
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// close
+// ---------------------------------------------------------------------------
+
+/// close() on a just-started generator: None, closed, body never runs.
+mod close_just_started {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("body runs")
+        yield 1
+    g = gen()
+    call("close", g.close)
+    print(state(g))
+    call("next", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            out!("body runs");
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        call("close", g.close());
+        out!("{}", state(&g));
+        call("next", g.next());
+    }
+}
+
+/// close() on a finished generator is a no-op returning None.
+mod close_finished {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        return "r"
+    g = gen()
+    print(list(g))
+    call("close", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Ok("r".into())
+        });
+        let list: Vec<Value> = g.clone().map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// close() on a suspended generator runs its `finally`, then returns None.
+mod close_suspended_runs_finally {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+            print("never")
+        finally:
+            print("cleanup")
+    g = gen()
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let r = co.yield_(1);
+            if r.is_ok() {
+                out!("never");
+            }
+            out!("cleanup");
+            r.map(|_| Value::None)
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// A second close() does nothing.
+mod close_twice {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        finally:
+            print("cleanup")
+    g = gen()
+    next(g)
+    call("close", g.close)
+    call("close again", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let _finally = Finally("cleanup");
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        call("close again", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// Yielding after GeneratorExit: close() raises RuntimeError and the
+/// generator stays suspended at that yield; the next close() gets through.
+mod close_ignored_generator_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit:
+            print("ignoring GeneratorExit")
+            yield 2
+        print("never")
+    g = gen()
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    call("close again", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            match co.yield_(1) {
+                Err(Exception::GeneratorExit) => {
+                    out!("ignoring GeneratorExit");
+                    co.yield_(2)?;
+                }
+                other => {
+                    other?;
+                }
+            }
+            out!("never");
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+        call("close again", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// A yield inside `finally` during close() is ignoring GeneratorExit too.
+mod close_yield_in_finally {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        finally:
+            print("finally yields")
+            yield "from finally"
+    g = gen()
+    next(g)
+    call("close", g.close)
+    call("next", next, g)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let r = co.yield_(1);
+            out!("finally yields");
+            co.yield_("from finally")?;
+            r.map(|_| Value::None)
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        // Resumed normally, the finally ends and re-raises the pending
+        // GeneratorExit, which leaves the body.
+        call("next", g.next());
+        out!("{}", state(&g));
+    }
+}
+
+/// close() returns the value the body returns on GeneratorExit (CPython
+/// 3.13; 3.11/3.12 return None -- see NOTES.md). `close313` in the Python
+/// prelude gives 3.13's answer on any version.
+mod close_returns_value_313 {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit:
+            print("closing")
+            return "bye"
+    g = gen()
+    next(g)
+    call("close", close313, g)
+    print(state(g))
+    call("close again", close313, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| match co.yield_(1) {
+            Err(Exception::GeneratorExit) => {
+                out!("closing");
+                Ok("bye".into())
+            }
+            other => other.map(|_| Value::None),
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+        call("close again", g.close());
+    }
+}
+
+/// A plain `return` on GeneratorExit: close() returns None in every version.
+mod close_caught_and_returned_none {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit:
+            print("closing quietly")
+            return
+    g = gen()
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| match co.yield_(1) {
+            Err(Exception::GeneratorExit) => {
+                out!("closing quietly");
+                Ok(Value::None)
+            }
+            other => other.map(|_| Value::None),
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// Another exception raised while closing propagates out of close().
+mod close_body_raises_other {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit:
+            raise ValueError("refusing to close")
+    g = gen()
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| match co.yield_(1) {
+            Err(Exception::GeneratorExit) => Err(Exception::ValueError("refusing to close".into())),
+            other => other.map(|_| Value::None),
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// dropping (Python: `del g`, the generator's finalizer)
+// ---------------------------------------------------------------------------
+
+/// Dropping a suspended generator closes it: its cleanup runs at the drop.
+mod drop_suspended_runs_cleanup {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        finally:
+            print("cleanup")
+    g = gen()
+    next(g)
+    print("before del")
+    del g
+    print("after del")
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let r = co.yield_(1);
+            out!("cleanup");
+            r.map(|_| Value::None)
+        });
+        g.next().unwrap();
+        out!("before del");
+        drop(g);
+        out!("after del");
+    }
+}
+
+/// The same with a drop guard as `finally`: it runs on GeneratorExit too.
+mod drop_suspended_runs_guard {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            x = yield 1
+            print("got", x)
+            yield 2
+        finally:
+            print("guard dropped")
+    g = gen()
+    next(g)
+    g.send("v")
+    del g
+    print("after del")
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let _finally = Finally("guard dropped");
+            let x = co.yield_(1)?;
+            out!("got {x}");
+            co.yield_(2)?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        g.send("v").unwrap();
+        drop(g);
+        out!("after del");
+    }
+}
+
+/// Dropping a just-started generator runs nothing of its body.
+mod drop_just_started_runs_nothing {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            print("body runs")
+            yield 1
+        finally:
+            print("cleanup")
+    g = gen()
+    del g
+    print("after del")
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let _finally = Finally("cleanup");
+            out!("body runs");
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        drop(g);
+        out!("after del");
+    }
+}
+
+/// Dropping a finished generator runs nothing again.
+mod drop_finished_runs_nothing {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        finally:
+            print("cleanup")
+    g = gen()
+    print(list(g))
+    del g
+    print("after del")
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let _finally = Finally("cleanup");
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        let list: Vec<Value> = g.clone().map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+        drop(g);
+        out!("after del");
+    }
+}
+
+/// The finalizer's close() lets the body handle GeneratorExit and return.
+mod drop_body_handles_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit:
+            print("finalizing")
+            return "unused"
+    g = gen()
+    next(g)
+    del g
+    print("after del")
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| match co.yield_(1) {
+            Err(Exception::GeneratorExit) => {
+                out!("finalizing");
+                Ok("unused".into())
+            }
+            other => other.map(|_| Value::None),
+        });
+        g.next().unwrap();
+        drop(g);
+        out!("after del");
+    }
+}
+
+/// Dropping a delegating generator closes the whole chain, innermost first.
+mod drop_delegator_closes_chain {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "from inner"
+        finally:
+            print("inner cleanup")
+    def outer():
+        try:
+            yield from inner()
+        finally:
+            print("outer cleanup")
+    g = outer()
+    call("next", next, g)
+    del g
+    print("after del")
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let _finally = Finally("inner cleanup");
+        co.yield_("from inner")?;
+        Ok(Value::None)
+    }
+    pub fn pep380() {
+        let g = Generator::new(|co| {
+            let _finally = Finally("outer cleanup");
+            co.yield_from(&Generator::new(inner))
+        });
+        call("next", g.next());
+        drop(g);
+        out!("after del");
+    }
+    pub fn same_fiber() {
+        let g = Generator::new(|co| {
+            let _finally = Finally("outer cleanup");
+            inner(co)
+        });
+        call("next", g.next());
+        drop(g);
+        out!("after del");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// exceptions raised by a body
+// ---------------------------------------------------------------------------
+
+/// An exception escaping the body reaches the caller and closes the generator.
+mod exception_propagates_and_closes {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        print("dividing")
+        1 / 0
+        yield 2
+    g = gen()
+    call("next", next, g)
+    call("next", next, g)
+    print(state(g))
+    call("next", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            out!("dividing");
+            divide(1, 0)?;
+            co.yield_(2)?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+        out!("{}", state(&g));
+        call("next", g.next());
+    }
+}
+
+/// An exception before the first yield: the very first next() raises it.
+mod exception_before_first_yield {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("starting")
+        raise KeyError("missing")
+        yield 1
+    g = gen()
+    call("next", next, g)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|_co| {
+            out!("starting");
+            Err(Exception::KeyError("missing".into()))
+        });
+        call("next", g.next());
+        out!("{}", state(&g));
+    }
+}
+
+/// PEP 479: `raise StopIteration` in a body becomes RuntimeError.
+mod stop_iteration_in_body_pep479 {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        raise StopIteration("sneaky")
+    g = gen()
+    call("next", next, g)
+    call("next", next, g)
+    print(state(g))
+    call("next", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Err(Exception::StopIteration("sneaky".into()))
+        });
+        call("next", g.next());
+        call("next", g.next());
+        out!("{}", state(&g));
+        call("next", g.next());
+    }
+}
+
+/// PEP 479 again: `next(exhausted)` inside a body, uncaught.
+mod next_of_exhausted_inside_body_pep479 {
+    use super::*;
+    pub const PY: &str = r#"
+    def empty():
+        return "nothing"
+        yield
+    def gen():
+        e = empty()
+        yield "before"
+        x = next(e)
+        yield x
+    g = gen()
+    call("next", next, g)
+    call("next", next, g)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let e = Generator::named("empty", |_co| Ok("nothing".into()));
+            co.yield_("before")?;
+            let x = e.next()?;
+            co.yield_(x)?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+        out!("{}", state(&g));
+    }
+}
+
+/// An exception caught inside the body does not end it.
+mod exception_caught_inside_body {
+    use super::*;
+    pub const PY: &str = r#"
+    def risky(n):
+        if n == 2:
+            raise ValueError(f"bad {n}")
+        return n * 10
+    def gen():
+        for n in range(4):
+            try:
+                yield risky(n)
+            except ValueError as e:
+                print("skipping:", line(e))
+    print(list(gen()))
+    "#;
+    fn risky(n: i64) -> PyResult<Value> {
+        if n == 2 {
+            return Err(Exception::ValueError(format!("bad {n}")));
+        }
+        Ok((n * 10).into())
+    }
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            for n in 0..4 {
+                match risky(n) {
+                    Ok(v) => {
+                        co.yield_(v)?;
+                    }
+                    Err(e @ Exception::ValueError(_)) => out!("skipping: {}", e.line()),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Value::None)
+        });
+        let list: Vec<Value> = g.map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+    }
+}
+
+/// The value sent in decides the exception: `send` raises it.
+mod exception_from_sent_value {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        table = {"a": 1}
+        key = yield "key?"
+        while True:
+            key = yield table[key]
+    g = gen()
+    call("next", next, g)
+    call("send a", g.send, "a")
+    call("send b", g.send, "b")
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let mut key = co.yield_("key?")?;
+            loop {
+                let v = match key.as_str() {
+                    Some("a") => Value::Int(1),
+                    _ => return Err(Exception::KeyError(key.to_string())),
+                };
+                key = co.yield_(v)?;
+            }
+        });
+        call("next", g.next());
+        call("send a", g.send("a"));
+        call("send b", g.send("b"));
+        out!("{}", state(&g));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// yield from
+// ---------------------------------------------------------------------------
+
+/// How a twin writes `yield from sub()`.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `co.yield_from(&Generator::named(name, sub))`: PEP 380's expansion,
+    /// the sub-generator on a fiber of its own.
+    Pep380,
+    /// `sub(co)`: the sub-generator's body called as a plain function on
+    /// the delegator's fiber; its yields suspend the whole stack.
+    SameFiber,
+}
+
+impl Via {
+    /// `yield from name()` where `sub` is `name`'s body.
+    fn yield_from<F>(self, co: &Co, name: &str, sub: F) -> PyResult<Value>
+    where
+        F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
+    {
+        match self {
+            Via::Pep380 => co.yield_from(&Generator::named(name, sub)),
+            Via::SameFiber => sub(co),
+        }
+    }
+}
+
+/// Values out, sends in, and the sub-generator's return value as the value
+/// of `yield from`.
+mod yield_from_values_sends_and_result {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        print("inner start")
+        x = yield "i1"
+        print("inner got", x)
+        y = yield "i2"
+        print("inner got", y)
+        return "inner result"
+    def outer():
+        print("outer start")
+        r = yield from inner()
+        print("outer got", r)
+        z = yield "o1"
+        print("outer got", z)
+        return "outer result"
+    g = outer()
+    call("next", next, g)
+    call("send a", g.send, "a")
+    call("send b", g.send, "b")
+    call("send c", g.send, "c")
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        out!("inner start");
+        let x = co.yield_("i1")?;
+        out!("inner got {x}");
+        let y = co.yield_("i2")?;
+        out!("inner got {y}");
+        Ok("inner result".into())
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            out!("outer start");
+            let r = via.yield_from(co, "inner", inner)?;
+            out!("outer got {r}");
+            let z = co.yield_("o1")?;
+            out!("outer got {z}");
+            Ok("outer result".into())
+        });
+        call("next", g.next());
+        call("send a", g.send("a"));
+        call("send b", g.send("b"));
+        call("send c", g.send("c"));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// Three deep: sends reach the innermost, return values climb back up.
+mod yield_from_three_deep {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        x = yield "inner 1"
+        print("inner got", x)
+        y = yield "inner 2"
+        print("inner got", y)
+        return "i"
+    def middle():
+        r = yield from inner()
+        print("middle got", r)
+        return r + "m"
+    def outer():
+        r = yield from middle()
+        print("outer got", r)
+        return r + "o"
+    g = outer()
+    call("next", next, g)
+    call("send 1", g.send, 1)
+    call("send 2", g.send, 2)
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let x = co.yield_("inner 1")?;
+        out!("inner got {x}");
+        let y = co.yield_("inner 2")?;
+        out!("inner got {y}");
+        Ok("i".into())
+    }
+    fn middle(co: &Co, via: Via) -> PyResult<Value> {
+        let r = via.yield_from(co, "inner", inner)?;
+        out!("middle got {r}");
+        Ok(format!("{r}m").into())
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let r = via.yield_from(co, "middle", move |co| middle(co, via))?;
+            out!("outer got {r}");
+            Ok(format!("{r}o").into())
+        });
+        call("next", g.next());
+        call("send 1", g.send(1));
+        call("send 2", g.send(2));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A throw into the outermost is handled by the innermost sub-generator.
+mod yield_from_throw_handled_innermost {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        while True:
+            try:
+                x = yield "inner waiting"
+                print("inner got", x)
+            except ValueError as e:
+                print("inner handled", line(e))
+                yield "inner recovered"
+    def middle():
+        yield from inner()
+    def outer():
+        yield from middle()
+    g = outer()
+    call("next", next, g)
+    call("throw", g.throw, ValueError("deep"))
+    call("send x", g.send, "x")
+    call("send y", g.send, "y")
+    call("close", g.close)
+    print(state(g))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        loop {
+            match co.yield_("inner waiting") {
+                Ok(x) => out!("inner got {x}"),
+                Err(e @ Exception::ValueError(_)) => {
+                    out!("inner handled {}", e.line());
+                    co.yield_("inner recovered")?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            via.yield_from(co, "middle", move |co| {
+                via.yield_from(co, "inner", inner)?;
+                Ok(Value::None)
+            })?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("throw", g.throw(Exception::ValueError("deep".into())));
+        call("send x", g.send("x"));
+        call("send y", g.send("y"));
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A throw the innermost does not handle ends it and is caught one level up.
+mod yield_from_throw_caught_by_middle {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner waiting"
+        finally:
+            print("inner cleanup")
+    def middle():
+        try:
+            yield from inner()
+        except ValueError as e:
+            print("middle handled", line(e))
+        yield "middle recovered"
+    def outer():
+        r = yield from middle()
+        print("outer got", r)
+    g = outer()
+    call("next", next, g)
+    call("throw", g.throw, ValueError("deep"))
+    call("next", next, g)
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let _finally = Finally("inner cleanup");
+        co.yield_("inner waiting")?;
+        Ok(Value::None)
+    }
+    fn middle(co: &Co, via: Via) -> PyResult<Value> {
+        match via.yield_from(co, "inner", inner) {
+            Err(e @ Exception::ValueError(_)) => out!("middle handled {}", e.line()),
+            other => {
+                other?;
+            }
+        }
+        co.yield_("middle recovered")?;
+        Ok(Value::None)
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let r = via.yield_from(co, "middle", move |co| middle(co, via))?;
+            out!("outer got {r}");
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("throw", g.throw(Exception::ValueError("deep".into())));
+        call("next", g.next());
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// close() of the outermost closes the chain: innermost cleanup first.
+mod yield_from_close_chain_order {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+        finally:
+            print("inner cleanup")
+    def middle():
+        try:
+            yield from inner()
+        finally:
+            print("middle cleanup")
+    def outer():
+        try:
+            yield from middle()
+        finally:
+            print("outer cleanup")
+    g = outer()
+    call("next", next, g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let _finally = Finally("inner cleanup");
+        co.yield_("inner")?;
+        Ok(Value::None)
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let _finally = Finally("outer cleanup");
+            via.yield_from(co, "middle", move |co| {
+                let _finally = Finally("middle cleanup");
+                via.yield_from(co, "inner", inner)
+            })
+        });
+        call("next", g.next());
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A sub-generator that yields on GeneratorExit during the delegator's
+/// close(): its close() raises RuntimeError inside the delegator, which
+/// ends; the sub-generator is left suspended. (PEP 380 only: on one fiber
+/// there is no separate sub-generator to be left behind -- see NOTES.md.)
+mod yield_from_sub_ignores_generator_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+        except GeneratorExit:
+            print("inner ignores GeneratorExit")
+            yield "inner still here"
+    def outer():
+        try:
+            yield from i
+        finally:
+            print("outer cleanup")
+    i = inner()
+    g = outer()
+    call("next", next, g)
+    call("close", g.close)
+    print("outer", state(g), "inner", state(i))
+    call("inner close", i.close)
+    print("inner", state(i))
+    "#;
+    pub fn pep380() {
+        let i = Generator::named("inner", |co| {
+            match co.yield_("inner") {
+                Err(Exception::GeneratorExit) => {
+                    out!("inner ignores GeneratorExit");
+                    co.yield_("inner still here")?;
+                }
+                other => {
+                    other?;
+                }
+            }
+            Ok(Value::None)
+        });
+        let sub = i.clone();
+        let g = Generator::named("outer", move |co| {
+            let _finally = Finally("outer cleanup");
+            co.yield_from(&sub)
+        });
+        call("next", g.next());
+        call("close", g.close());
+        out!("outer {} inner {}", state(&g), state(&i));
+        call("inner close", i.close());
+        out!("inner {}", state(&i));
+    }
+}
+
+/// `yield from` a generator that is already exhausted: result None at once.
+mod yield_from_exhausted_generator {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        yield 1
+        return "spent"
+    def outer(s):
+        r = yield from s
+        print("yield from exhausted gave", r)
+        yield "outer own"
+    s = sub()
+    print(list(s))
+    g = outer(s)
+    call("next", next, g)
+    call("next", next, g)
+    "#;
+    pub fn pep380() {
+        let s = Generator::named("sub", |co| {
+            co.yield_(1)?;
+            Ok("spent".into())
+        });
+        let list: Vec<Value> = s.clone().map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+        let sub = s.clone();
+        let g = Generator::named("outer", move |co| {
+            let r = co.yield_from(&sub)?;
+            out!("yield from exhausted gave {r}");
+            co.yield_("outer own")?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+    }
+}
+
+/// A sub-generator that returns before any yield.
+mod yield_from_sub_returns_at_once {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        print("inner runs")
+        return 5
+        yield
+    def outer():
+        r = yield from inner()
+        print("got", r)
+        yield r + 1
+    g = outer()
+    call("next", next, g)
+    call("next", next, g)
+    "#;
+    fn inner(_co: &Co) -> PyResult<Value> {
+        out!("inner runs");
+        Ok(5.into())
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let r = via.yield_from(co, "inner", inner)?;
+            out!("got {r}");
+            co.yield_(int(&r) + 1)?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// `send(42)` to a delegator over a list iterator: AttributeError, raised
+/// in the delegator at its `yield from`.
+mod yield_from_list_send_attribute_error {
+    use super::*;
+    pub const PY: &str = r#"
+    def outer():
+        try:
+            yield from [1, 2, 3]
+        finally:
+            print("outer cleanup")
+    g = outer()
+    call("next", next, g)
+    print(yf(g))
+    call("send 42", g.send, 42)
+    print(state(g), yf(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::named("outer", |co| {
+            let _finally = Finally("outer cleanup");
+            co.yield_from_list(vec![1.into(), 2.into(), 3.into()])
+        });
+        call("next", g.next());
+        out!("{}", yf(&g));
+        call("send 42", g.send(42));
+        out!("{} {}", state(&g), yf(&g));
+    }
+}
+
+/// `yield from range(3)`: the same rule for another iterator type.
+mod yield_from_range_send_attribute_error {
+    use super::*;
+    pub const PY: &str = r#"
+    def outer():
+        r = yield from range(3)
+        print("never", r)
+    g = outer()
+    call("next", next, g)
+    call("next", next, g)
+    print(yf(g))
+    call("send 'x'", g.send, "x")
+    "#;
+    pub fn rust() {
+        let g = Generator::named("outer", |co| {
+            let r = co.yield_from_iter("range_iterator", (0..3).map(Value::from))?;
+            out!("never {r}");
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+        out!("{}", yf(&g));
+        call("send 'x'", g.send("x"));
+    }
+}
+
+/// `yield from` a list with next(): its items, then result None.
+mod yield_from_list_items_and_result {
+    use super::*;
+    pub const PY: &str = r#"
+    def outer():
+        r = yield from ["a", "b"]
+        print("result", r)
+        yield "c"
+    print(list(outer()))
+    "#;
+    pub fn rust() {
+        let g = Generator::named("outer", |co| {
+            let r = co.yield_from_list(vec!["a".into(), "b".into()])?;
+            out!("result {r}");
+            co.yield_("c")?;
+            Ok(Value::None)
+        });
+        let list: Vec<Value> = g.map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+    }
+}
+
+/// A list iterator has no throw(): the exception is raised in the delegator.
+mod yield_from_list_throw_lands_in_delegator {
+    use super::*;
+    pub const PY: &str = r#"
+    def outer():
+        try:
+            yield from [1, 2, 3]
+        except ValueError as e:
+            print("outer caught", line(e))
+            yield "caught"
+    g = outer()
+    call("next", next, g)
+    call("throw", g.throw, ValueError("v"))
+    print(state(g), yf(g))
+    call("next", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::named("outer", |co| {
+            match co.yield_from_list(vec![1.into(), 2.into(), 3.into()]) {
+                Err(e @ Exception::ValueError(_)) => {
+                    out!("outer caught {}", e.line());
+                    co.yield_("caught")?;
+                }
+                other => {
+                    other?;
+                }
+            }
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("throw", g.throw(Exception::ValueError("v".into())));
+        out!("{} {}", state(&g), yf(&g));
+        call("next", g.next());
+    }
+}
+
+/// An uncaught throw into a delegator over a list ends the delegator.
+mod yield_from_list_throw_uncaught {
+    use super::*;
+    pub const PY: &str = r#"
+    def outer():
+        yield from [1, 2]
+    g = outer()
+    call("next", next, g)
+    call("throw", g.throw, KeyError("k"))
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::named("outer", |co| co.yield_from_list(vec![1.into(), 2.into()]));
+        call("next", g.next());
+        call("throw", g.throw(Exception::KeyError("k".into())));
+        out!("{}", state(&g));
+    }
+}
+
+/// close() of a delegator over a list: nothing to close but the delegator.
+mod yield_from_list_close {
+    use super::*;
+    pub const PY: &str = r#"
+    def outer():
+        try:
+            yield from [1, 2, 3]
+        finally:
+            print("outer cleanup")
+    g = outer()
+    call("next", next, g)
+    call("close", g.close)
+    print(state(g), yf(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::named("outer", |co| {
+            let _finally = Finally("outer cleanup");
+            co.yield_from_list(vec![1.into(), 2.into(), 3.into()])
+        });
+        call("next", g.next());
+        call("close", g.close());
+        out!("{} {}", state(&g), yf(&g));
+    }
+}
+
+/// `gi_yieldfrom` at each point: None before the start, the sub-generator
+/// while suspended in `yield from` (None while running), the next target in
+/// the next `yield from`, None after.
+mod gi_yieldfrom_at_each_point {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        print("inside inner: outer", yf(o), "| inner", yf(i))
+        yield "i"
+    def other():
+        yield "other"
+    def outer():
+        yield from i
+        yield from other()
+        yield from ["x"]
+        yield "own"
+    i = inner()
+    o = outer()
+    print("created:", yf(o))
+    call("next", next, o)
+    print("in inner:", yf(o), o.gi_yieldfrom is i, yf(i))
+    call("next", next, o)
+    print("in other:", yf(o))
+    call("next", next, o)
+    print("in list:", yf(o))
+    call("next", next, o)
+    print("own yield:", yf(o))
+    call("next", next, o)
+    print("closed:", yf(o))
+    "#;
+    pub fn pep380() {
+        let o_slot = slot();
+        let i_slot = slot();
+        let (os, is) = (o_slot.clone(), i_slot.clone());
+        let i = Generator::named("inner", move |co| {
+            out!(
+                "inside inner: outer {} | inner {}",
+                yf(&get(&os)),
+                yf(&get(&is))
+            );
+            co.yield_("i")?;
+            Ok(Value::None)
+        });
+        let sub = i.clone();
+        let o = Generator::named("outer", move |co| {
+            co.yield_from(&sub)?;
+            co.yield_from(&Generator::named("other", |co| {
+                co.yield_("other")?;
+                Ok(Value::None)
+            }))?;
+            co.yield_from_list(vec!["x".into()])?;
+            co.yield_("own")?;
+            Ok(Value::None)
+        });
+        *o_slot.borrow_mut() = Some(o.clone());
+        *i_slot.borrow_mut() = Some(i.clone());
+        let is_i = |o: &Generator| match o.gi_yieldfrom() {
+            Some(YieldFrom::Generator(g)) if g.is(&i) => "True",
+            _ => "False",
+        };
+        out!("created: {}", yf(&o));
+        call("next", o.next());
+        out!("in inner: {} {} {}", yf(&o), is_i(&o), yf(&i));
+        call("next", o.next());
+        out!("in other: {}", yf(&o));
+        call("next", o.next());
+        out!("in list: {}", yf(&o));
+        call("next", o.next());
+        out!("own yield: {}", yf(&o));
+        call("next", o.next());
+        out!("closed: {}", yf(&o));
+        o_slot.borrow_mut().take();
+        i_slot.borrow_mut().take();
+    }
+}
+
+/// `inspect.getgeneratorstate` of every generator of a three-deep chain, at
+/// each point: created, running (seen from the innermost), suspended, after
+/// a throw the innermost handles, closed.
+mod states_of_chain_at_each_point {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        print("in inner:", state(o), state(m), state(i), o.gi_running, m.gi_running, i.gi_running)
+        try:
+            yield "i1"
+        except ValueError:
+            print("inner handling:", state(o), state(m), state(i))
+            yield "i2"
+    def middle():
+        yield from i
+    def outer():
+        yield from m
+    i = inner()
+    m = middle()
+    o = outer()
+    print("created:", state(o), state(m), state(i))
+    call("next", next, o)
+    print("suspended:", state(o), state(m), state(i))
+    call("throw", o.throw, ValueError("v"))
+    print("after throw:", state(o), state(m), state(i))
+    call("close", o.close)
+    print("closed:", state(o), state(m), state(i))
+    "#;
+    pub fn pep380() {
+        let slots = [slot(), slot(), slot()];
+        let [o_slot, m_slot, i_slot] = slots.clone();
+        let states = move || {
+            format!(
+                "{} {} {}",
+                state(&get(&o_slot)),
+                state(&get(&m_slot)),
+                state(&get(&i_slot))
+            )
+        };
+        let in_body = states.clone();
+        let (os, ms, is) = (slots[0].clone(), slots[1].clone(), slots[2].clone());
+        let i = Generator::named("inner", move |co| {
+            let py = |g: &Slot| if get(g).gi_running() { "True" } else { "False" };
+            out!(
+                "in inner: {} {} {} {}",
+                in_body(),
+                py(&os),
+                py(&ms),
+                py(&is)
+            );
+            match co.yield_("i1") {
+                Err(Exception::ValueError(_)) => {
+                    out!("inner handling: {}", in_body());
+                    co.yield_("i2")?;
+                }
+                other => {
+                    other?;
+                }
+            }
+            Ok(Value::None)
+        });
+        let sub = i.clone();
+        let m = Generator::named("middle", move |co| co.yield_from(&sub));
+        let sub = m.clone();
+        let o = Generator::named("outer", move |co| co.yield_from(&sub));
+        *slots[0].borrow_mut() = Some(o.clone());
+        *slots[1].borrow_mut() = Some(m);
+        *slots[2].borrow_mut() = Some(i);
+        out!("created: {}", states());
+        call("next", o.next());
+        out!("suspended: {}", states());
+        call("throw", o.throw(Exception::ValueError("v".into())));
+        out!("after throw: {}", states());
+        call("close", o.close());
+        out!("closed: {}", states());
+        for s in &slots {
+            s.borrow_mut().take();
+        }
+    }
+}
+
+/// The delegator catches what its sub-generator raised.
+mod yield_from_delegator_catches_sub_exception {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        yield "inner"
+        raise ValueError("inner failed")
+    def outer():
+        try:
+            yield from inner()
+        except ValueError as e:
+            print("outer caught", line(e))
+        yield "recovered"
+    g = outer()
+    call("next", next, g)
+    call("next", next, g)
+    call("next", next, g)
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        co.yield_("inner")?;
+        Err(Exception::ValueError("inner failed".into()))
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            match via.yield_from(co, "inner", inner) {
+                Err(e @ Exception::ValueError(_)) => out!("outer caught {}", e.line()),
+                other => {
+                    other?;
+                }
+            }
+            co.yield_("recovered")?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+        call("next", g.next());
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A sub-generator raising on close: the delegator's close() raises it.
+mod yield_from_close_sub_raises {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+        except GeneratorExit:
+            print("inner refuses")
+            raise ValueError("inner refuses to close")
+    def outer():
+        try:
+            yield from inner()
+        finally:
+            print("outer cleanup")
+    g = outer()
+    call("next", next, g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        match co.yield_("inner") {
+            Err(Exception::GeneratorExit) => {
+                out!("inner refuses");
+                Err(Exception::ValueError("inner refuses to close".into()))
+            }
+            other => other.map(|_| Value::None),
+        }
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let _finally = Finally("outer cleanup");
+            via.yield_from(co, "inner", inner)
+        });
+        call("next", g.next());
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A sub-generator returning a value on close: PEP 380 still raises
+/// GeneratorExit in the delegator, so the value is lost and the delegator's
+/// close() returns None. (PEP 380 only: on one fiber the return value would
+/// reach the delegator -- see NOTES.md.)
+mod yield_from_close_sub_returns_value {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+        except GeneratorExit:
+            print("inner returns on close")
+            return "inner bye"
+    def outer():
+        try:
+            r = yield from i
+            print("never", r)
+        finally:
+            print("outer cleanup")
+    i = inner()
+    g = outer()
+    call("next", next, g)
+    call("close", close313, g)
+    print(state(g), state(i))
+    "#;
+    pub fn pep380() {
+        let i = Generator::named("inner", |co| match co.yield_("inner") {
+            Err(Exception::GeneratorExit) => {
+                out!("inner returns on close");
+                Ok("inner bye".into())
+            }
+            other => other.map(|_| Value::None),
+        });
+        let sub = i.clone();
+        let g = Generator::named("outer", move |co| {
+            let _finally = Finally("outer cleanup");
+            let r = co.yield_from(&sub)?;
+            out!("never {r}");
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("close", g.close());
+        out!("{} {}", state(&g), state(&i));
+    }
+}
+
+/// `yield from` the generator itself: it is running, so ValueError.
+mod yield_from_itself {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        print("delegating to myself")
+        yield from me
+    me = gen()
+    call("next", next, me)
+    print(state(me))
+    "#;
+    pub fn pep380() {
+        let me = Generator::named("gen", |co| {
+            out!("delegating to myself");
+            co.yield_from(&co.generator().unwrap())
+        });
+        call("next", me.next());
+        out!("{}", state(&me));
+    }
+}
+
+/// `yield from` a sub-generator someone already advanced: delegation picks
+/// up where it is.
+mod yield_from_started_sub {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        yield "s1"
+        yield "s2"
+        return "s done"
+    def outer(s):
+        r = yield from s
+        print("outer got", r)
+    s = sub()
+    call("next sub", next, s)
+    g = outer(s)
+    call("next", next, g)
+    call("next", next, g)
+    "#;
+    pub fn pep380() {
+        let s = Generator::named("sub", |co| {
+            co.yield_("s1")?;
+            co.yield_("s2")?;
+            Ok("s done".into())
+        });
+        call("next sub", s.next());
+        let sub = s.clone();
+        let g = Generator::named("outer", move |co| {
+            let r = co.yield_from(&sub)?;
+            out!("outer got {r}");
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+    }
+}
+
+/// The just-started rule holds for a delegator too.
+mod yield_from_send_before_start {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        x = yield "inner"
+        print("inner got", x)
+    def outer():
+        print("outer starts")
+        yield from inner()
+    g = outer()
+    call("send 1", g.send, 1)
+    call("next", next, g)
+    call("send 2", g.send, 2)
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let x = co.yield_("inner")?;
+        out!("inner got {x}");
+        Ok(Value::None)
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            out!("outer starts");
+            via.yield_from(co, "inner", inner)
+        });
+        call("send 1", g.send(1));
+        call("next", g.next());
+        call("send 2", g.send(2));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A throw the sub-generator answers by returning: `yield from` evaluates to
+/// that value and the delegator carries on.
+mod yield_from_throw_sub_returns {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+        except ValueError as e:
+            print("inner rescues", line(e))
+            return "rescued"
+    def outer():
+        r = yield from inner()
+        print("outer got", r)
+        yield r
+    g = outer()
+    call("next", next, g)
+    call("throw", g.throw, ValueError("v"))
+    call("next", next, g)
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        match co.yield_("inner") {
+            Err(e @ Exception::ValueError(_)) => {
+                out!("inner rescues {}", e.line());
+                Ok("rescued".into())
+            }
+            other => other.map(|_| Value::None),
+        }
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let r = via.yield_from(co, "inner", inner)?;
+            out!("outer got {r}");
+            co.yield_(r)?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("throw", g.throw(Exception::ValueError("v".into())));
+        call("next", g.next());
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// PEP 479 in a sub-generator: its StopIteration is not a return, the chain
+/// fails with RuntimeError.
+mod yield_from_stop_iteration_in_sub {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        yield "inner"
+        raise StopIteration("sneaky")
+    def outer():
+        r = yield from inner()
+        print("never", r)
+        yield "never"
+    g = outer()
+    call("next", next, g)
+    call("next", next, g)
+    print(state(g))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        co.yield_("inner")?;
+        Err(Exception::StopIteration("sneaky".into()))
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let r = via.yield_from(co, "inner", inner)?;
+            out!("never {r}");
+            co.yield_("never")?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        call("next", g.next());
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A `for` loop over a delegator mixing a list, a generator and own yields.
+mod yield_from_for_loop_mixed {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        yield "i1"
+        yield "i2"
+        return "ret"
+    def outer():
+        yield from ["l1", "l2"]
+        r = yield from inner()
+        yield r
+        yield "own"
+    for v in outer():
+        print("item", v)
+    print(list(outer()))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        co.yield_("i1")?;
+        co.yield_("i2")?;
+        Ok("ret".into())
+    }
+    fn outer(via: Via) -> Generator {
+        Generator::named("outer", move |co| {
+            co.yield_from_list(vec!["l1".into(), "l2".into()])?;
+            let r = via.yield_from(co, "inner", inner)?;
+            co.yield_(r)?;
+            co.yield_("own")?;
+            Ok(Value::None)
+        })
+    }
+    fn run(via: Via) {
+        for v in outer(via) {
+            out!("item {}", v.unwrap());
+        }
+        let list: Vec<Value> = outer(via).map(Result::unwrap).collect();
+        out!("{}", Value::from(list));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// `throw(GeneratorExit)` to a delegator: the sub-generator is closed, then
+/// GeneratorExit is raised in the delegator and propagates out of throw.
+mod yield_from_throw_generator_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+        finally:
+            print("inner cleanup")
+    def outer():
+        try:
+            yield from inner()
+        finally:
+            print("outer cleanup")
+    g = outer()
+    call("next", next, g)
+    call("throw GeneratorExit", g.throw, GeneratorExit())
+    print(state(g))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let _finally = Finally("inner cleanup");
+        co.yield_("inner")?;
+        Ok(Value::None)
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let _finally = Finally("outer cleanup");
+            via.yield_from(co, "inner", inner)
+        });
+        call("next", g.next());
+        call("throw GeneratorExit", g.throw(Exception::GeneratorExit));
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// The value of `yield from` used in expressions, two delegations in a row.
+mod yield_from_results_in_expressions {
+    use super::*;
+    pub const PY: &str = r#"
+    def num(n):
+        x = yield f"num {n}"
+        return n + (x or 0)
+    def total():
+        a = yield from num(1)
+        b = yield from num(2)
+        return a * b
+    g = total()
+    call("next", next, g)
+    call("send 10", g.send, 10)
+    call("next", next, g)
+    "#;
+    fn num(co: &Co, n: i64) -> PyResult<Value> {
+        let x = co.yield_(format!("num {n}"))?;
+        Ok((n + x.as_int().unwrap_or(0)).into())
+    }
+    fn run(via: Via) {
+        let g = Generator::named("total", move |co| {
+            let a = via.yield_from(co, "num", |co| num(co, 1))?;
+            let b = via.yield_from(co, "num", |co| num(co, 2))?;
+            Ok((int(&a) * int(&b)).into())
+        });
+        call("next", g.next());
+        call("send 10", g.send(10));
+        call("next", g.next());
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// panics (Python twin: an exception nobody catches in the body)
+// ---------------------------------------------------------------------------
+
+/// A panic in a body reaches the caller of `send` as a panic; cleanup runs
+/// while it unwinds and the generator is closed afterwards.
+mod panic_propagates_and_closes {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+            raise Exception("boom")
+        finally:
+            print("cleanup")
+    g = gen()
+    call("next", next, g)
+    try:
+        next(g)
+    except Exception as e:
+        print("escaped:", e)
+    print(state(g))
+    call("next", next, g)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            let _finally = Finally("cleanup");
+            co.yield_(1)?;
+            panic!("boom");
+        });
+        call("next", g.next());
+        if let Err(msg) = catch_panic(|| g.next()) {
+            out!("escaped: {msg}");
+        }
+        out!("{}", state(&g));
+        call("next", g.next());
+    }
+}
+
+/// A panic in a sub-generator unwinds through the whole chain.
+mod panic_through_yield_from {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+            raise Exception("inner boom")
+        finally:
+            print("inner cleanup")
+    def outer():
+        try:
+            yield from inner()
+        finally:
+            print("outer cleanup")
+    g = outer()
+    call("next", next, g)
+    try:
+        next(g)
+    except Exception as e:
+        print("escaped:", e)
+    print(state(g))
+    call("next", next, g)
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let _finally = Finally("inner cleanup");
+        co.yield_("inner")?;
+        panic!("inner boom");
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            let _finally = Finally("outer cleanup");
+            via.yield_from(co, "inner", inner)
+        });
+        call("next", g.next());
+        if let Err(msg) = catch_panic(|| g.next()) {
+            out!("escaped: {msg}");
+        }
+        out!("{}", state(&g));
+        call("next", g.next());
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The registry: one `#[test]` per case, one python3 run for all of them
+// ---------------------------------------------------------------------------
+
+/// `cases! { name => [twin, ...], ... }` lists every case: it builds
+/// `CASES` (what python3 runs) and a `#[test]` per case (what cargo reports).
+macro_rules! cases {
+    ($($name:ident => [$($twin:ident),+]),+ $(,)?) => {
+        const CASES: &[Case] = &[$(Case {
+            name: stringify!($name),
+            python: $name::PY,
+            twins: &[$((stringify!($twin), $name::$twin as fn())),+],
+        }),+];
+
+        mod case {
+            $(
+                #[test]
+                fn $name() {
+                    super::check(stringify!($name));
+                }
+            )+
+        }
+    };
+}
+
+cases! {
+    next_send_and_return => [rust],
+    send_none_is_next => [rust],
+    send_non_none_to_just_started => [rust],
+    bare_yield_is_none => [rust],
+    return_value_in_stop_iteration => [rust],
+    bare_return_stop_iteration_none => [rust],
+    closed_generator_send_raises_stop_iteration => [rust],
+    for_loop_and_list => [rust],
+    states_through_life => [rust],
+    state_inside_body_is_running => [rust],
+    reentrant_send_is_value_error => [rust],
+    reentrant_uncaught_closes => [rust],
+    reentrant_throw_and_close => [rust],
+    throw_caught_yields_next => [rust],
+    throw_uncaught_closes => [rust],
+    throw_into_just_started => [rust],
+    throw_into_finished => [rust],
+    throw_caught_then_return => [rust],
+    throw_stop_iteration_is_runtime_error => [rust],
+    throw_stop_iteration_into_just_started => [rust],
+    throw_handler_raises_other => [rust],
+    throw_generator_exit_directly => [rust],
+    throw_user_exception_class => [rust],
+    except_exception_skips_generator_exit => [rust],
+    close_just_started => [rust],
+    close_finished => [rust],
+    close_suspended_runs_finally => [rust],
+    close_twice => [rust],
+    close_ignored_generator_exit => [rust],
+    close_yield_in_finally => [rust],
+    close_returns_value_313 => [rust],
+    close_caught_and_returned_none => [rust],
+    close_body_raises_other => [rust],
+    drop_suspended_runs_cleanup => [rust],
+    drop_suspended_runs_guard => [rust],
+    drop_just_started_runs_nothing => [rust],
+    drop_finished_runs_nothing => [rust],
+    drop_body_handles_exit => [rust],
+    drop_delegator_closes_chain => [pep380, same_fiber],
+    exception_propagates_and_closes => [rust],
+    exception_before_first_yield => [rust],
+    stop_iteration_in_body_pep479 => [rust],
+    next_of_exhausted_inside_body_pep479 => [rust],
+    exception_caught_inside_body => [rust],
+    exception_from_sent_value => [rust],
+    yield_from_values_sends_and_result => [pep380, same_fiber],
+    yield_from_three_deep => [pep380, same_fiber],
+    yield_from_throw_handled_innermost => [pep380, same_fiber],
+    yield_from_throw_caught_by_middle => [pep380, same_fiber],
+    yield_from_close_chain_order => [pep380, same_fiber],
+    yield_from_sub_ignores_generator_exit => [pep380],
+    yield_from_exhausted_generator => [pep380],
+    yield_from_sub_returns_at_once => [pep380, same_fiber],
+    yield_from_list_send_attribute_error => [rust],
+    yield_from_range_send_attribute_error => [rust],
+    yield_from_list_items_and_result => [rust],
+    yield_from_list_throw_lands_in_delegator => [rust],
+    yield_from_list_throw_uncaught => [rust],
+    yield_from_list_close => [rust],
+    gi_yieldfrom_at_each_point => [pep380],
+    states_of_chain_at_each_point => [pep380],
+    yield_from_delegator_catches_sub_exception => [pep380, same_fiber],
+    yield_from_close_sub_raises => [pep380, same_fiber],
+    yield_from_close_sub_returns_value => [pep380],
+    yield_from_itself => [pep380],
+    yield_from_started_sub => [pep380],
+    yield_from_send_before_start => [pep380, same_fiber],
+    yield_from_throw_sub_returns => [pep380, same_fiber],
+    yield_from_stop_iteration_in_sub => [pep380, same_fiber],
+    yield_from_for_loop_mixed => [pep380, same_fiber],
+    yield_from_throw_generator_exit => [pep380, same_fiber],
+    yield_from_results_in_expressions => [pep380, same_fiber],
+    panic_propagates_and_closes => [rust],
+    panic_through_yield_from => [pep380, same_fiber],
+}
+
+/// The suite itself: enough cases, unique names, and python3 ran every one
+/// of them (a snippet that crashed python3's driver would leave a gap).
+#[test]
+fn python_ran_every_case() {
+    assert!(CASES.len() >= 50, "only {} cases", CASES.len());
+    let traces = python_traces();
+    let mut names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), CASES.len(), "duplicate case names");
+    for case in CASES {
+        let trace = traces
+            .get(case.name)
+            .unwrap_or_else(|| panic!("python3 did not run case {}", case.name));
+        assert!(
+            !trace.iter().any(|l| l.starts_with("!!! uncaught")),
+            "case {}: the Python snippet itself failed: {trace:?}",
+            case.name
+        );
+    }
+    assert_eq!(traces.len(), CASES.len(), "one trace per case");
+}
