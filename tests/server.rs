@@ -1,0 +1,885 @@
+//! Tests of the embedded slow server (`pyfiber::server`): the site, the
+//! delay, concurrency, every fault path, stopping, and ten thousand
+//! concurrent connections against the `slow_server` example in a child
+//! process.
+//!
+//! The clients here are deliberately not the crate's own `net` module:
+//! blocking `std::net` sockets and `httparse`, so that a bug shared by the
+//! server and the crate's client cannot hide itself. The C10K client runs on
+//! the crate's selector loop, since ten thousand threads would not do.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pyfiber::event_loop::{callback, get_event_loop, EventLoop};
+use pyfiber::server::{
+    spawn, Fault, ServerConfig, ServerHandle, HUGE_BODY_LEN, OFFHOST_LINKS, TRICKLE_INTERVAL,
+};
+use pyfiber::{EVENT_READ, EVENT_WRITE};
+use regex::Regex;
+use socket2::{Domain, SockAddr, Socket, Type};
+
+fn server(delay_ms: u64, pages: usize, fanout: usize) -> ServerHandle {
+    spawn(ServerConfig {
+        port: 0,
+        delay: Duration::from_millis(delay_ms),
+        pages,
+        fanout,
+        fault: None,
+    })
+    .expect("spawn the slow server")
+}
+
+/// What a raw client saw: every byte that arrived, and how the stream ended
+/// (`None` = clean EOF, `Some(kind)` = an error such as a reset or timeout).
+struct Raw {
+    bytes: Vec<u8>,
+    ended_by: Option<io::ErrorKind>,
+}
+
+fn send_request(addr: SocketAddr, request: &[u8], timeout: Duration) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(timeout)).unwrap();
+    conn.write_all(request).expect("send the request");
+    conn
+}
+
+fn read_raw(conn: &mut TcpStream) -> Raw {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match conn.read(&mut chunk) {
+            Ok(0) => {
+                return Raw {
+                    bytes,
+                    ended_by: None,
+                }
+            }
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Raw {
+                    bytes,
+                    ended_by: Some(e.kind()),
+                }
+            }
+        }
+    }
+}
+
+fn get_raw(addr: SocketAddr, target: &str) -> Raw {
+    let request = format!("GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut conn = send_request(addr, request.as_bytes(), Duration::from_secs(20));
+    read_raw(&mut conn)
+}
+
+/// A parsed answer.
+#[derive(Debug)]
+struct Answer {
+    code: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn title(&self) -> Option<String> {
+        let re = Regex::new(r"(?is)<title>(.*?)</title>").unwrap();
+        re.captures(&self.text()).map(|c| c[1].to_string())
+    }
+
+    fn links(&self) -> Vec<String> {
+        let re = Regex::new(r#"href="([^"]*)""#).unwrap();
+        re.captures_iter(&self.text())
+            .map(|c| c[1].to_string())
+            .collect()
+    }
+}
+
+/// Parses a complete HTTP response and checks its framing: the body is
+/// exactly `Content-Length` bytes and the server closed cleanly.
+fn parse(raw: &Raw) -> Answer {
+    assert_eq!(raw.ended_by, None, "the server should close cleanly");
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let status = resp.parse(&raw.bytes).expect("a valid HTTP response");
+    let httparse::Status::Complete(head_len) = status else {
+        panic!(
+            "incomplete response head: {:?}",
+            String::from_utf8_lossy(&raw.bytes)
+        );
+    };
+    let answer = Answer {
+        code: resp.code.unwrap(),
+        headers: resp
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: raw.bytes[head_len..].to_vec(),
+    };
+    let length: usize = answer
+        .header("Content-Length")
+        .expect("Content-Length is always set")
+        .parse()
+        .unwrap();
+    assert_eq!(answer.body.len(), length, "body length = Content-Length");
+    answer
+}
+
+fn get(addr: SocketAddr, target: &str) -> Answer {
+    parse(&get_raw(addr, target))
+}
+
+#[test]
+fn search_pages_carry_the_query_in_their_title() {
+    let srv = server(10, 10, 3);
+    for wd in ["1", "42", "rust%20fibers"] {
+        let a = get(srv.addr(), &format!("/s?wd={wd}"));
+        assert_eq!(a.code, 200);
+        assert_eq!(a.header("Content-Type"), Some("text/html; charset=utf-8"));
+        let shown = wd.replace("%20", " ");
+        assert_eq!(a.title(), Some(format!("{shown} - pyfiber search")));
+    }
+    let missing = get(srv.addr(), "/s?q=1");
+    assert_eq!(missing.code, 400);
+    assert!(missing.text().contains("wd"), "{}", missing.text());
+    assert_eq!(srv.stop().requests, 4);
+}
+
+#[test]
+fn the_tree_links_each_page_to_its_children() {
+    let (pages, fanout) = (40, 3);
+    let srv = server(1, pages, fanout);
+    // Crawl the whole site breadth-first from `/`: every page is reached
+    // exactly once, through its parent, and has the right title.
+    let mut seen = BTreeSet::new();
+    let mut todo = VecDeque::from([0usize]);
+    while let Some(n) = todo.pop_front() {
+        let path = if n == 0 {
+            "/".to_string()
+        } else {
+            format!("/{n}")
+        };
+        let a = get(srv.addr(), &path);
+        assert_eq!(a.code, 200, "{path}");
+        assert_eq!(a.title(), Some(format!("page {n}")));
+        let children: Vec<usize> = a
+            .links()
+            .iter()
+            .map(|l| l.strip_prefix('/').unwrap().parse().unwrap())
+            .collect();
+        let expected: Vec<usize> = (n * fanout + 1..=n * fanout + fanout)
+            .filter(|&m| m < pages)
+            .collect();
+        assert_eq!(children, expected, "links of {path}");
+        for m in children {
+            assert!(seen.insert(m), "page {m} linked twice");
+            todo.push_back(m);
+        }
+    }
+    assert_eq!(seen, (1..pages).collect::<BTreeSet<_>>());
+}
+
+#[test]
+fn the_default_site_has_four_levels_of_1111_pages() {
+    let config = ServerConfig::default();
+    assert_eq!((config.pages, config.fanout), (1111, 10));
+    assert_eq!(config.delay, Duration::from_secs(1));
+    let srv = spawn(ServerConfig {
+        delay: Duration::from_millis(1),
+        ..config
+    })
+    .unwrap();
+    assert_eq!(get(srv.addr(), "/110").links().len(), 10);
+    assert_eq!(get(srv.addr(), "/111").links().len(), 0);
+    assert_eq!(
+        get(srv.addr(), "/1110").title().as_deref(),
+        Some("page 1110")
+    );
+    assert_eq!(get(srv.addr(), "/1111").code, 404);
+}
+
+#[test]
+fn unknown_paths_are_404() {
+    let srv = server(1, 10, 3);
+    for path in [
+        "/nope",
+        "/0",
+        "/10",
+        "/01",
+        "/fault/nope",
+        "/redirect/x",
+        "/s/1",
+    ] {
+        let a = get(srv.addr(), path);
+        assert_eq!(a.code, 404, "{path}");
+        assert_eq!(a.title().as_deref(), Some("404 Not Found"), "{path}");
+    }
+}
+
+#[test]
+fn the_delay_is_a_lower_bound() {
+    let delay = Duration::from_millis(200);
+    let srv = server(200, 10, 3);
+    for path in ["/", "/s?wd=1", "/nope"] {
+        let start = Instant::now();
+        get(srv.addr(), path);
+        assert!(
+            start.elapsed() >= delay,
+            "{path} answered in {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn two_hundred_requests_wait_together() {
+    let n = 200;
+    let delay = Duration::from_millis(200);
+    let srv = server(200, 1111, 10);
+    let addr = srv.addr();
+    let start = Instant::now();
+    let threads: Vec<_> = (0..n)
+        .map(|i| std::thread::spawn(move || get(addr, &format!("/s?wd={i}")).title()))
+        .collect();
+    let titles: Vec<Option<String>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let elapsed = start.elapsed();
+    for (i, title) in titles.iter().enumerate() {
+        assert_eq!(
+            title.as_deref(),
+            Some(format!("{i} - pyfiber search").as_str())
+        );
+    }
+    // Sequentially this would take n × delay = 40 s.
+    assert!(elapsed >= delay);
+    assert!(elapsed < delay * n / 4, "took {elapsed:?}");
+    let stats = srv.stop();
+    assert_eq!(stats.requests, n as u64);
+    assert!(stats.peak_concurrency >= n as usize, "{stats:?}");
+    assert_eq!(stats.open_connections, 0);
+}
+
+#[test]
+fn stop_returns_the_counters_and_frees_the_port() {
+    let srv = server(1, 10, 3);
+    let addr = srv.addr();
+    assert_eq!(srv.url("/3"), format!("http://127.0.0.1:{}/3", srv.port()));
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    get(addr, "/");
+    get(addr, "/1");
+    // A connection that never sends its request is open until stop().
+    let idle = TcpStream::connect(addr).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats().open_connections < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(srv.stats().open_connections, 1);
+    let start = Instant::now();
+    let stats = srv.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(stats.requests, 2);
+    assert_eq!(stats.open_connections, 0);
+    assert!(stats.peak_concurrency >= 1);
+    let mut idle = idle;
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(idle.read(&mut [0u8; 16]).unwrap(), 0, "closed by stop()");
+    let err = TcpStream::connect(addr).expect_err("nobody listens after stop()");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn dropping_the_handle_stops_the_server() {
+    let addr = {
+        let srv = server(1, 10, 3);
+        get(srv.addr(), "/");
+        srv.addr()
+    };
+    let err = TcpStream::connect(addr).expect_err("nobody listens after drop");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn binding_a_busy_port_names_the_port() {
+    let srv = server(1, 10, 3);
+    let err = spawn(ServerConfig {
+        port: srv.port(),
+        ..ServerConfig::default()
+    })
+    .expect_err("the port is taken");
+    let line = err.line();
+    assert!(line.starts_with("OSError: [Errno 98]"), "{line}");
+    assert!(
+        line.contains(&format!("127.0.0.1:{}", srv.port())),
+        "{line}"
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_at_once() {
+    let srv = server(2000, 10, 3);
+    let start = Instant::now();
+    let mut conn = send_request(
+        srv.addr(),
+        b"NOT AN HTTP REQUEST\x00\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    let a = parse(&read_raw(&mut conn));
+    assert_eq!(a.code, 400);
+    assert!(a.text().contains("malformed request head"), "{}", a.text());
+    // A head over 64 KiB: 431, whatever comes next.
+    let mut big = b"GET / HTTP/1.0\r\nX-Filler: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 70 * 1024));
+    let mut conn = send_request(srv.addr(), &big, Duration::from_secs(10));
+    let a = parse(&read_raw(&mut conn));
+    assert_eq!(a.code, 431);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "refusals wait for no delay"
+    );
+    let post = get(srv.addr(), "/");
+    assert_eq!(post.code, 200);
+    let mut conn = send_request(
+        srv.addr(),
+        b"POST / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    let a = parse(&read_raw(&mut conn));
+    assert_eq!(a.code, 405);
+    assert_eq!(a.header("Allow"), Some("GET, HEAD"));
+}
+
+fn expect_reset(raw: &Raw) {
+    assert_eq!(
+        raw.ended_by,
+        Some(io::ErrorKind::ConnectionReset),
+        "got {:?} after {:?}",
+        raw.ended_by,
+        String::from_utf8_lossy(&raw.bytes)
+    );
+}
+
+#[test]
+fn fault_reset_headers_sends_part_of_a_head_then_rst() {
+    let srv = server(10, 10, 3);
+    let raw = get_raw(srv.addr(), "/fault/reset-headers");
+    expect_reset(&raw);
+    assert!(
+        !raw.bytes.windows(4).any(|w| w == b"\r\n\r\n"),
+        "head must be incomplete"
+    );
+    assert!(b"HTTP/1.0 200 OK\r\n".starts_with(&raw.bytes[..raw.bytes.len().min(17)]));
+}
+
+#[test]
+fn fault_reset_body_cuts_the_body_short_with_rst() {
+    let srv = server(10, 10, 3);
+    let raw = get_raw(srv.addr(), "/fault/reset-body");
+    expect_reset(&raw);
+    // What arrived before the reset (possibly nothing, if the RST overtook
+    // it) is a head promising more body than was sent.
+    if let Some(end) = raw.bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&raw.bytes[..end]);
+        let length: usize = Regex::new(r"Content-Length: (\d+)")
+            .unwrap()
+            .captures(&head)
+            .unwrap()[1]
+            .parse()
+            .unwrap();
+        assert!(raw.bytes.len() - end - 4 < length);
+    }
+}
+
+#[test]
+fn fault_stall_holds_the_connection_until_the_client_goes() {
+    let srv = server(10, 10, 3);
+    let request = b"GET /fault/stall HTTP/1.0\r\n\r\n";
+    let mut conn = send_request(srv.addr(), request, Duration::from_millis(300));
+    let raw = read_raw(&mut conn);
+    assert!(raw.bytes.is_empty());
+    assert!(
+        matches!(
+            raw.ended_by,
+            Some(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+        ),
+        "{:?}",
+        raw.ended_by
+    );
+    assert_eq!(srv.stats().open_connections, 1);
+    assert_eq!(srv.stats().requests, 1);
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats().open_connections > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        srv.stats().open_connections,
+        0,
+        "closed once the client went"
+    );
+}
+
+#[test]
+fn fault_garbage_is_not_http() {
+    let srv = server(10, 10, 3);
+    let raw = get_raw(srv.addr(), "/fault/garbage");
+    assert_eq!(raw.ended_by, None);
+    assert!(!raw.bytes.is_empty());
+    assert!(!raw.bytes.starts_with(b"HTTP/"));
+    let mut headers = [httparse::EMPTY_HEADER; 8];
+    assert!(httparse::Response::new(&mut headers)
+        .parse(&raw.bytes)
+        .is_err());
+}
+
+#[test]
+fn fault_huge_streams_100_mib_with_content_length() {
+    let srv = server(10, 10, 3);
+    let mut conn = send_request(
+        srv.addr(),
+        b"GET /fault/huge HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    );
+    // Count the bytes instead of keeping them.
+    let mut total = 0u64;
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = conn.read(&mut chunk).expect("read the huge body");
+        if n == 0 {
+            break;
+        }
+        if head.len() < 4096 {
+            head.extend_from_slice(&chunk[..n.min(4096)]);
+        }
+        total += n as u64;
+    }
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"));
+    assert!(
+        text.contains(&format!("Content-Length: {HUGE_BODY_LEN}\r\n")),
+        "{text}"
+    );
+    assert_eq!(HUGE_BODY_LEN, 100 * 1024 * 1024);
+    assert_eq!(total - end as u64, HUGE_BODY_LEN);
+}
+
+#[test]
+fn fault_not_utf8_declares_utf8_and_is_not() {
+    let srv = server(10, 10, 3);
+    let a = get(srv.addr(), "/fault/not-utf8");
+    assert_eq!(a.code, 200);
+    assert_eq!(a.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert!(std::str::from_utf8(&a.body).is_err());
+}
+
+#[test]
+fn fault_trickle_sends_one_byte_per_interval() {
+    let srv = server(10, 10, 3);
+    let mut conn = send_request(
+        srv.addr(),
+        b"GET /fault/trickle HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    );
+    let mut reads = 0;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let start = Instant::now();
+    loop {
+        let n = conn.read(&mut chunk).expect("read the trickle");
+        if n == 0 {
+            break;
+        }
+        reads += 1;
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let elapsed = start.elapsed();
+    let a = parse(&Raw {
+        bytes: bytes.clone(),
+        ended_by: None,
+    });
+    assert_eq!(a.code, 200);
+    assert_eq!(a.text(), "trickle");
+    // One byte per interval: the whole answer cannot come sooner, and it
+    // came in many small pieces.
+    assert!(
+        elapsed >= TRICKLE_INTERVAL * (bytes.len() as u32 - 1),
+        "{elapsed:?}"
+    );
+    assert!(
+        reads > bytes.len() / 2,
+        "{reads} reads for {} bytes",
+        bytes.len()
+    );
+}
+
+#[test]
+fn fault_close_closes_without_a_byte() {
+    let srv = server(10, 10, 3);
+    let raw = get_raw(srv.addr(), "/fault/close");
+    assert!(raw.bytes.is_empty());
+    assert!(
+        matches!(raw.ended_by, None | Some(io::ErrorKind::ConnectionReset)),
+        "{:?}",
+        raw.ended_by
+    );
+    assert_eq!(srv.stop().requests, 1);
+}
+
+#[test]
+fn a_server_wide_fault_applies_to_every_path() {
+    for fault in [Fault::Garbage, Fault::Close, Fault::NotUtf8] {
+        let srv = spawn(ServerConfig {
+            delay: Duration::from_millis(5),
+            fault: Some(fault),
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        for path in ["/", "/s?wd=1", "/nope"] {
+            let raw = get_raw(srv.addr(), path);
+            match fault {
+                Fault::Garbage => assert!(!raw.bytes.starts_with(b"HTTP/"), "{path}"),
+                Fault::Close => assert!(raw.bytes.is_empty(), "{path}"),
+                _ => assert!(std::str::from_utf8(&parse(&raw).body).is_err(), "{path}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn fault_names_parse_and_bad_ones_are_named() {
+    for fault in Fault::ALL {
+        assert_eq!(fault.name().parse::<Fault>().unwrap(), fault);
+        assert_eq!(fault.path(), format!("/fault/{fault}"));
+    }
+    let err = "slow".parse::<Fault>().unwrap_err().line();
+    assert!(
+        err.starts_with("ValueError: unknown fault mode \"slow\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("reset-headers") && err.contains("trickle"),
+        "{err}"
+    );
+}
+
+#[test]
+fn redirects_chain_loop_and_go_anywhere() {
+    let srv = server(1, 10, 3);
+    let a = get(srv.addr(), "/redirect/3");
+    assert_eq!((a.code, a.header("Location")), (302, Some("/redirect/2")));
+    let a = get(srv.addr(), "/redirect/0");
+    assert_eq!((a.code, a.header("Location")), (302, Some("/")));
+    let a = get(srv.addr(), "/redirect-loop/a");
+    assert_eq!(a.header("Location"), Some("/redirect-loop/b"));
+    let a = get(srv.addr(), "/redirect-loop/b");
+    assert_eq!(a.header("Location"), Some("/redirect-loop/a"));
+    let a = get(srv.addr(), "/redirect-to?code=301&to=http://example.com/x");
+    assert_eq!(
+        (a.code, a.header("Location")),
+        (301, Some("http://example.com/x"))
+    );
+    let a = get(srv.addr(), "/redirect-to?code=307&to=../a/b%3Fc%3D1");
+    assert_eq!((a.code, a.header("Location")), (307, Some("../a/b?c=1")));
+    let a = get(srv.addr(), "/redirect-to?code=abc&to=/");
+    assert_eq!(a.code, 400);
+    assert!(a.text().contains("code"));
+}
+
+#[test]
+fn flaky_paths_fail_k_times_then_answer() {
+    let srv = server(1, 10, 3);
+    for _ in 0..2 {
+        let raw = get_raw(srv.addr(), "/flaky/2/x");
+        assert!(raw.bytes.is_empty());
+    }
+    // Each path counts its own failures.
+    assert!(get_raw(srv.addr(), "/flaky/1/y").bytes.is_empty());
+    let a = get(srv.addr(), "/flaky/2/x");
+    assert_eq!((a.code, a.title().as_deref()), (200, Some("flaky x")));
+    let a = get(srv.addr(), "/flaky/1/y");
+    assert_eq!(a.title().as_deref(), Some("flaky y"));
+    assert_eq!(get(srv.addr(), "/flaky/0/z").code, 200);
+}
+
+#[test]
+fn content_type_and_charset_test_pages() {
+    let srv = server(1, 10, 3);
+    let a = get(srv.addr(), "/charset/latin-1");
+    assert_eq!(a.header("Content-Type"), Some("text/html; charset=latin-1"));
+    assert!(
+        a.body.iter().any(|&b| b >= 0x80),
+        "a non-ASCII latin-1 byte"
+    );
+    assert!(std::str::from_utf8(&a.body).is_err(), "latin-1, not UTF-8");
+    assert_eq!(a.links(), vec!["/1"]);
+    let a = get(srv.addr(), "/type/plain");
+    assert!(a.header("Content-Type").unwrap().starts_with("text/plain"));
+    assert!(a.text().contains("href=\"/2\""));
+    let a = get(srv.addr(), "/type/xml");
+    assert_eq!(a.header("Content-Type"), Some("application/xml"));
+    assert!(a.text().contains("href=\"/3\""));
+    let a = get(srv.addr(), "/offhost");
+    assert_eq!(a.links(), OFFHOST_LINKS.to_vec());
+    for link in [
+        "http://example.com/",
+        "https://www.example.org/x",
+        "mailto:a@b.c",
+        "ftp://127.0.0.1/f",
+        "/1#frag",
+        "javascript:void(0)",
+    ] {
+        assert!(a.links().iter().any(|l| l == link), "{link}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// C10K: the example server in a child process, 10,000 connections from a
+// non-blocking client on the crate's selector loop in this one.
+
+/// The `slow_server` example's binary, next to this test's (cargo builds
+/// examples for `cargo test`).
+fn slow_server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("slow_server");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --example slow_server` (plain `cargo test` does)",
+        path.display()
+    );
+    path
+}
+
+/// One client connection's state.
+struct Client {
+    sock: Socket,
+    buf: RefCell<Vec<u8>>,
+}
+
+/// Outcomes of the C10K client.
+#[derive(Default)]
+struct Tally {
+    ok: Cell<usize>,
+    failed: RefCell<Vec<String>>,
+    connecting: Cell<usize>,
+}
+
+const C10K: usize = 10_000;
+/// At most this many connects in flight, below the listen backlog
+/// (somaxconn 4096), so no SYN is dropped and retried a second later.
+const CONNECTING_MAX: usize = 1000;
+
+impl Tally {
+    fn outcomes(&self) -> usize {
+        self.ok.get() + self.failed.borrow().len()
+    }
+
+    fn fail(&self, why: String) {
+        self.failed.borrow_mut().push(why);
+        self.maybe_done();
+    }
+
+    fn succeed(&self) {
+        self.ok.set(self.ok.get() + 1);
+        self.maybe_done();
+    }
+
+    /// Every connection has its outcome: end the loop.
+    fn maybe_done(&self) {
+        if self.outcomes() == C10K {
+            pyfiber::event_loop::stop();
+        }
+    }
+}
+
+/// Connected: send the request, then read the answer until EOF.
+fn c10k_send(
+    lp: &Rc<EventLoop>,
+    client: &Rc<Client>,
+    i: usize,
+    tally: &Rc<Tally>,
+) -> Result<(), String> {
+    match client.sock.take_error() {
+        Ok(None) => {}
+        other => return Err(format!("connect: {other:?}")),
+    }
+    let request = format!("GET /s?wd={i} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    (&client.sock)
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let fd = client.sock.as_raw_fd();
+    let (c, t, lp2) = (client.clone(), tally.clone(), lp.clone());
+    let on_readable = callback(move || {
+        let mut chunk = [0u8; 4096];
+        match (&c.sock).read(&mut chunk) {
+            Ok(0) => {
+                lp2.selector().unregister(fd).unwrap();
+                let body = String::from_utf8_lossy(&c.buf.borrow()).into_owned();
+                let want = format!("<title>{i} - pyfiber search</title>");
+                if body.starts_with("HTTP/1.0 200 OK\r\n") && body.contains(&want) {
+                    t.succeed();
+                } else {
+                    t.fail(format!("bad answer: {body:?}"));
+                }
+            }
+            Ok(n) => c.buf.borrow_mut().extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                lp2.selector().unregister(fd).unwrap();
+                t.fail(format!("recv: {e}"));
+            }
+        }
+    });
+    lp.selector()
+        .register(fd, EVENT_READ, on_readable)
+        .map_err(|e| e.line())?;
+    Ok(())
+}
+
+fn c10k_connect(lp: &Rc<EventLoop>, addr: SocketAddr, tally: &Rc<Tally>, left: &Rc<Cell<usize>>) {
+    while left.get() > 0 && tally.connecting.get() < CONNECTING_MAX {
+        left.set(left.get() - 1);
+        let i = C10K - left.get();
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket()");
+        sock.set_nonblocking(true).unwrap();
+        match sock.connect(&SockAddr::from(addr)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(115) => {}
+            Err(e) => {
+                tally.fail(format!("connect: {e}"));
+                continue;
+            }
+        }
+        tally.connecting.set(tally.connecting.get() + 1);
+        let client = Rc::new(Client {
+            sock,
+            buf: RefCell::new(Vec::new()),
+        });
+        let fd = client.sock.as_raw_fd();
+        let (lp2, tally2, left2) = (lp.clone(), tally.clone(), left.clone());
+        let on_connected = callback(move || {
+            let lp = &lp2;
+            lp.selector().unregister(fd).unwrap();
+            tally2.connecting.set(tally2.connecting.get() - 1);
+            if let Err(e) = c10k_send(lp, &client, i, &tally2) {
+                tally2.fail(e);
+            }
+            // A connect finished: start more.
+            c10k_connect(lp, addr, &tally2, &left2);
+        });
+        lp.selector()
+            .register(fd, EVENT_WRITE, on_connected)
+            .unwrap();
+    }
+}
+
+#[test]
+fn ten_thousand_concurrent_connections() {
+    let (soft, _hard) = pyfiber::net::raise_nofile_limit().unwrap();
+    assert!(
+        soft >= C10K as u64 + 100,
+        "open-file limit {soft} is below 10,100"
+    );
+    let delay = 2.0;
+    let mut child = Command::new(slow_server_binary())
+        .args([
+            "--port",
+            "0",
+            "--delay",
+            &delay.to_string(),
+            "--stop-on-eof",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the slow_server example");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server's first line");
+    let port: u16 = Regex::new(r"^Running on http://127\.0\.0\.1:(\d+)/ \(delay 2 s\)$")
+        .unwrap()
+        .captures(&first)
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))[1]
+        .parse()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+
+    let lp = get_event_loop();
+    let tally = Rc::new(Tally::default());
+    let left = Rc::new(Cell::new(C10K));
+    let start = Instant::now();
+    c10k_connect(&lp, addr, &tally, &left);
+    let give_up = lp.call_later(Duration::from_secs(60), || pyfiber::event_loop::stop());
+    lp.run_loop().unwrap();
+    give_up.cancel();
+    let elapsed = start.elapsed();
+
+    drop(child.stdin.take()); // EOF: the server stops and reports.
+    let last = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server's last line");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let failed = tally.failed.borrow();
+    assert!(
+        failed.is_empty(),
+        "{} of {C10K} failed, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(
+        tally.ok.get(),
+        C10K,
+        "every connection answered within 60 s"
+    );
+    let caps = Regex::new(r"^served (\d+) requests, peak concurrency (\d+)$")
+        .unwrap()
+        .captures(&last)
+        .unwrap_or_else(|| panic!("unexpected last line {last:?}"));
+    let served: usize = caps[1].parse().unwrap();
+    let peak: usize = caps[2].parse().unwrap();
+    eprintln!("C10K: {C10K} answers in {elapsed:?}, server peak concurrency {peak}");
+    assert_eq!(served, C10K);
+    assert!(peak >= C10K, "peak concurrency {peak}");
+    // Sequentially: 10,000 × 2 s.
+    assert!(elapsed < Duration::from_secs(60));
+}
