@@ -29,6 +29,7 @@
 //! The module map and the Python→Rust mapping are in `NOTES.md`.
 
 pub mod aio;
+pub mod crawler;
 pub mod debug;
 pub mod event_loop;
 pub mod exception;

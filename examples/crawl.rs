@@ -1,0 +1,286 @@
+//! `crawl`: the 500 Lines chapter's `crawl.py`, on pyfiber's generator
+//! runtime.
+//!
+//! Why this exists: it is the command line of the crawler the tutorials lead
+//! to. With no roots it starts the embedded slow server and crawls its tree
+//! site, so it runs with no setup:
+//!
+//! ```text
+//! cargo run --release --example crawl                      # 1111 pages, 1 s each, 100 tasks
+//! cargo run --release --example crawl -- --max_tasks 1000 -q
+//! cargo run --release --example crawl -- --max_tasks 1000 -q --python   # + the asyncio twin
+//! cargo run --release --example crawl -- http://127.0.0.1:8000/ --json
+//! ```
+//!
+//! `--python` runs `examples/python/crawl.py` (the stdlib asyncio twin)
+//! against the same server right after, and prints both timings and whether
+//! both crawls found the same URLs with the same outcomes.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pyfiber::crawler::{self, Crawler, CrawlerOptions};
+use pyfiber::net;
+use pyfiber::server::{self, ServerConfig, ServerHandle};
+
+/// Web crawler (the 500 Lines chapter's crawl.py, on pyfiber generators).
+#[derive(Parser, Debug)]
+#[command(name = "crawl")]
+struct Args {
+    /// Root URL (may be repeated); `http://` is added when no scheme is
+    /// given. None: crawl the embedded server's tree site.
+    roots: Vec<String>,
+    /// Limit redirection chains (for 301, 302 etc.).
+    #[arg(long = "max_redirect", value_name = "N", default_value_t = 10)]
+    max_redirect: usize,
+    /// Limit retries on network errors.
+    #[arg(long = "max_tries", value_name = "N", default_value_t = 4)]
+    max_tries: usize,
+    /// Limit concurrent connections.
+    #[arg(long = "max_tasks", value_name = "N", default_value_t = 100)]
+    max_tasks: usize,
+    /// Exclude matching URLs.
+    #[arg(long, value_name = "REGEX")]
+    exclude: Option<String>,
+    /// Strict host matching (default).
+    #[arg(long, overrides_with = "lenient")]
+    strict: bool,
+    /// Lenient host matching.
+    #[arg(long, overrides_with = "strict")]
+    lenient: bool,
+    /// Verbose logging (repeat for more verbose).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only log errors.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Seconds one request may take, connect to last byte.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    timeout: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Embedded server (no roots): seconds before each answer.
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    delay: f64,
+    /// Embedded server: pages of the tree site.
+    #[arg(long, value_name = "N", default_value_t = 1111)]
+    pages: usize,
+    /// Embedded server: links per page.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    fanout: usize,
+    /// Then run the Python twin (examples/python/crawl.py) on the same
+    /// roots, and compare.
+    #[arg(long)]
+    python: bool,
+}
+
+/// A non-negative, finite number of seconds, or a message naming the flag.
+fn seconds(flag: &str, s: f64) -> Result<Duration, String> {
+    if s.is_finite() && s >= 0.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!(
+            "--{flag} must be a number of seconds >= 0, not {s}"
+        ))
+    }
+}
+
+/// The URL → outcome map of a text report (`url error ...`, `url 302
+/// redirect ...`, `url 200 text/html ...`, anything else), to compare two
+/// crawls whose per-page `new/total` counts depend on timing.
+fn outcomes_of_report(report: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut in_body = false;
+    for line in report.lines() {
+        if line == "*** Report ***" {
+            in_body = true;
+            continue;
+        }
+        if line.starts_with("Finished ") {
+            break;
+        }
+        if !in_body {
+            continue;
+        }
+        let words: Vec<&str> = line.split(' ').collect();
+        let outcome = match words.as_slice() {
+            [_, "error", ..] => "error",
+            [_, _, "redirect", ..] => "redirect",
+            [_, _, "text/html", ..] => "html",
+            _ => "other",
+        };
+        out.insert(words[0].to_string(), outcome.to_string());
+    }
+    out
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let timeout = seconds("timeout", args.timeout)?;
+    let delay = seconds("delay", args.delay)?;
+    // Thousands of sockets at once (ours, and the embedded server's).
+    net::raise_nofile_limit().map_err(|e| e.line())?;
+
+    let mut server: Option<ServerHandle> = None;
+    let roots = if args.roots.is_empty() {
+        let handle = server::spawn(ServerConfig {
+            port: 0,
+            delay,
+            pages: args.pages,
+            fanout: args.fanout,
+            fault: None,
+        })
+        .map_err(|e| format!("cannot start the embedded server: {}", e.line()))?;
+        let root = handle.url("/");
+        eprintln!(
+            "crawling the embedded server's tree site at {root} ({} pages, fanout {}, delay {:.3} s)",
+            args.pages,
+            args.fanout,
+            delay.as_secs_f64()
+        );
+        server = Some(handle);
+        vec![root]
+    } else {
+        args.roots.clone()
+    };
+
+    let log_level = if args.quiet {
+        0
+    } else {
+        2u8.saturating_add(args.verbose)
+    };
+    let options = CrawlerOptions {
+        exclude: args.exclude.clone(),
+        strict: !args.lenient,
+        max_redirect: args.max_redirect,
+        max_tries: args.max_tries,
+        max_tasks: args.max_tasks,
+        timeout,
+        max_body: CrawlerOptions::default().max_body,
+        log_level,
+        progress: !args.json && std::io::stdout().is_terminal(),
+    };
+    let crawler = Crawler::new(&roots, options).map_err(|e| e.line())?;
+    let outcome = crawler.run();
+
+    let mut text = Vec::new();
+    crawler::report(&crawler, &mut text).map_err(|e| e.to_string())?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        crawler::report_json(&crawler, &mut stdout).map_err(|e| e.to_string())?;
+    } else {
+        stdout.write_all(&text).map_err(|e| e.to_string())?;
+    }
+    drop(stdout);
+    outcome.map_err(|e| format!("the crawl failed: {}", e.line()))?;
+    crawler
+        .check_outcomes()
+        .map_err(|e| format!("broken promise: {}", e.line()))?;
+
+    if args.python {
+        let rust_secs = crawler.elapsed().as_secs_f64();
+        let rust_outcomes = outcomes_of_report(&String::from_utf8_lossy(&text));
+        compare_with_python(&args, &roots, rust_secs, &rust_outcomes)?;
+    }
+    if let Some(server) = server {
+        let stats = server.stop();
+        eprintln!(
+            "server: {} requests, peak {} connections at once",
+            stats.requests, stats.peak_concurrency
+        );
+    }
+    Ok(())
+}
+
+/// Runs the Python twin on the same roots with the same flags, and prints
+/// both timings and whether the outcomes agree.
+fn compare_with_python(
+    args: &Args,
+    roots: &[String],
+    rust_secs: f64,
+    rust_outcomes: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/python/crawl.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .args(roots)
+        .arg(format!("--max_redirect={}", args.max_redirect))
+        .arg(format!("--max_tries={}", args.max_tries))
+        .arg(format!("--max_tasks={}", args.max_tasks))
+        .arg(format!("--timeout={}", args.timeout))
+        .arg("-q");
+    if let Some(exclude) = &args.exclude {
+        cmd.arg(format!("--exclude={exclude}"));
+    }
+    if args.lenient {
+        cmd.arg("--lenient");
+    }
+    let started = Instant::now();
+    let output = cmd
+        .output()
+        .map_err(|e| format!("cannot run python3 {}: {e}", script.display()))?;
+    let wall = started.elapsed().as_secs_f64();
+    let report = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "the Python twin failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let py_secs = report
+        .lines()
+        .find_map(|l| l.strip_prefix("Finished "))
+        .and_then(|l| l.split(" urls in ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|s| s.parse::<f64>().ok())
+        .ok_or("the Python twin printed no `Finished N urls in S secs` line")?;
+    let py_outcomes = outcomes_of_report(&report);
+    println!();
+    println!("*** Side by side (max_tasks={}) ***", args.max_tasks);
+    println!(
+        "rust   {:5} urls in {rust_secs:.3} secs",
+        rust_outcomes.len()
+    );
+    println!(
+        "python {:5} urls in {py_secs:.3} secs (process wall time {wall:.3} s)",
+        py_outcomes.len()
+    );
+    if &py_outcomes == rust_outcomes {
+        println!("same URLs, same outcomes");
+        Ok(())
+    } else {
+        let differ: Vec<String> = rust_outcomes
+            .keys()
+            .chain(py_outcomes.keys())
+            .filter(|u| rust_outcomes.get(*u) != py_outcomes.get(*u))
+            .take(5)
+            .map(|u| {
+                format!(
+                    "{u}: rust {:?}, python {:?}",
+                    rust_outcomes.get(u),
+                    py_outcomes.get(u)
+                )
+            })
+            .collect();
+        Err(format!(
+            "the two crawls differ, e.g.\n  {}",
+            differ.join("\n  ")
+        ))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("crawl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
