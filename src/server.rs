@@ -364,11 +364,8 @@ fn serve(listener: Socket, watched: UnixStream, config: ServerConfig, stats: Arc
     });
     let run = || -> PyResult<()> {
         server.start_accepting(&lp)?;
-        lp.selector().register(
-            watched.as_raw_fd(),
-            EVENT_READ,
-            callback(event_loop::stop),
-        )?;
+        lp.selector()
+            .register(watched.as_raw_fd(), EVENT_READ, callback(event_loop::stop))?;
         lp.run_loop()
     };
     if let Err(e) = run() {
