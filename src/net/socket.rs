@@ -293,8 +293,9 @@ impl AsFd for Socket {
     }
 }
 
-/// `repr(sock)`: `<socket.socket fd=3, family=2, type=1, proto=6,
-/// laddr=('127.0.0.1', 54321), raddr=('127.0.0.1', 8080)>`.
+/// `repr(sock)`: `<socket.socket fd=3, family=2, type=1, proto=0,
+/// laddr=('127.0.0.1', 54321), raddr=('127.0.0.1', 8080)>` (`socket.socket()`
+/// says proto 0, and an accepted socket inherits it).
 impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn tuple(a: SocketAddr) -> String {
@@ -302,7 +303,7 @@ impl fmt::Debug for Socket {
         }
         write!(
             f,
-            "<socket.socket fd={}, family=2, type=1, proto=6",
+            "<socket.socket fd={}, family=2, type=1, proto=0",
             self.fileno()
         )?;
         if let Ok(local) = self.getsockname() {
