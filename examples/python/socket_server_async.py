@@ -1,0 +1,339 @@
+"""socket_server_async.py: the echo server on a selector loop, in two styles.
+
+socket_server_sync.py serves one client at a time because every call blocks.
+Here nothing blocks: the sockets are non-blocking, one loop waits in
+selector.select() for whichever socket is ready, and each connection's state
+lives either in the callbacks registered for it or in a suspended generator.
+
+    --style callbacks   the tutorials' callbacks: on_accept, on_read and
+                        on_write, switching a connection's registration
+                        between EVENT_READ and EVENT_WRITE with modify()
+    --style coroutines  one generator coroutine per connection, driven by the
+                        tutorials' Future and Task: handle() reads like the
+                        blocking server's loop, with `yield from` where it
+                        would have blocked
+
+Both print the same lines as the blocking server, plus `closing ...`.
+When accept() fails for lack of file descriptors (EMFILE), the server says
+so, stops accepting for ACCEPT_RETRY_DELAY seconds (as asyncio does) and
+keeps serving the connections it has.
+
+    python3 examples/python/socket_server_async.py [--port 8888] [--style callbacks|coroutines]
+"""
+
+import argparse
+import errno
+import functools
+import heapq
+import itertools
+import resource
+import selectors
+import socket
+import sys
+import time
+
+from selectors import EVENT_READ, EVENT_WRITE
+
+selector = selectors.DefaultSelector()
+# How long to stop accepting after accept() ran out of descriptors.
+ACCEPT_RETRY_DELAY = 0.1
+# accept() errors that mean "out of resources", not "this client failed".
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+quiet = False
+# Connections accepted and not yet closed.
+open_connections = 0
+
+# The loop's timers: (when, seq, callback).
+timers = []
+timer_seq = itertools.count()
+
+
+def call_later(delay, callback):
+    """loop.call_later(): run callback once delay seconds have passed."""
+    heapq.heappush(timers, (time.monotonic() + delay, next(timer_seq), callback))
+
+
+def loop():
+    """The tutorials' loop(), plus timers: wait for a ready socket or the
+    next timer, then run what is due."""
+    while True:
+        timeout = None
+        if timers:
+            timeout = max(0.0, timers[0][0] - time.monotonic())
+        events = selector.select(timeout)
+        for event_key, event_mask in events:
+            callback = event_key.data
+            callback()
+        now = time.monotonic()
+        while timers and timers[0][0] <= now:
+            _, _, callback = heapq.heappop(timers)
+            callback()
+
+
+def log_error(addr, e):
+    print(f'error on {addr}: {type(e).__name__}: {e}', file=sys.stderr)
+
+
+def log_accept_paused(e):
+    print(f'accept failed: {e} ({open_connections} connections open); '
+          f'retrying in {ACCEPT_RETRY_DELAY} s', file=sys.stderr)
+
+
+# ---------------------------------------------------------------- callbacks
+
+def on_accept(sock):
+    global open_connections
+    while True:
+        try:
+            conn, addr = sock.accept()
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno in OUT_OF_RESOURCES:
+                # The pending clients stay in the backlog; stop listening for
+                # them for a while instead of spinning on a socket that stays
+                # readable.
+                log_accept_paused(e)
+                selector.unregister(sock)
+                call_later(ACCEPT_RETRY_DELAY, functools.partial(
+                    selector.register, sock, EVENT_READ, functools.partial(on_accept, sock)))
+            else:
+                print(f'accept failed: {e}', file=sys.stderr)
+            return
+        open_connections += 1
+        if not quiet:
+            print('accepted', conn, 'from', addr)
+        conn.setblocking(False)
+        selector.register(conn, EVENT_READ, functools.partial(on_read, conn, addr))
+
+
+def on_read(conn, addr):
+    try:
+        data = conn.recv(4096)
+    except BlockingIOError:
+        return
+    except OSError as e:
+        close_connection(conn, addr, e)
+        return
+    if not data:
+        close_connection(conn, addr)
+        return
+    if not quiet:
+        print('echoing', repr(data), 'to', addr)
+    selector.modify(conn, EVENT_WRITE, functools.partial(on_write, conn, addr, data))
+
+
+def on_write(conn, addr, data):
+    try:
+        sent = conn.send(data)
+    except BlockingIOError:
+        return
+    except OSError as e:
+        close_connection(conn, addr, e)
+        return
+    if sent < len(data):
+        selector.modify(conn, EVENT_WRITE, functools.partial(on_write, conn, addr, data[sent:]))
+    else:
+        selector.modify(conn, EVENT_READ, functools.partial(on_read, conn, addr))
+
+
+def close_connection(conn, addr, error=None):
+    global open_connections
+    if error is not None:
+        log_error(addr, error)
+    if not quiet:
+        print('closing', addr)
+    selector.unregister(conn)
+    conn.close()
+    open_connections -= 1
+
+
+def serve_callbacks(sock):
+    selector.register(sock, EVENT_READ, functools.partial(on_accept, sock))
+
+
+# --------------------------------------------------------------- coroutines
+
+class Future:
+    """The tutorials' Future: a result to come, and who to tell."""
+
+    def __init__(self):
+        self.result = None
+        self._callbacks = []
+
+    def add_done_callback(self, fn):
+        self._callbacks.append(fn)
+
+    def set_result(self, result):
+        self.result = result
+        for fn in self._callbacks:
+            fn(self)
+
+    def __iter__(self):
+        yield self
+        return self.result
+
+
+class Task:
+    """The tutorials' Task: sends each future's result into the coroutine."""
+
+    def __init__(self, coro):
+        self.coro = coro
+        f = Future()
+        f.set_result(None)
+        self.step(f)
+
+    def step(self, future):
+        try:
+            next_future = self.coro.send(future.result)
+        except StopIteration:
+            return
+        next_future.add_done_callback(self.step)
+
+
+def wait_for(sock, events):
+    """Suspend until sock is ready for events."""
+    f = Future()
+    selector.register(sock, events, lambda: f.set_result(None))
+    yield from f
+    selector.unregister(sock)
+
+
+def sleep(delay):
+    f = Future()
+    call_later(delay, lambda: f.set_result(None))
+    yield from f
+
+
+def sock_accept(sock):
+    while True:
+        try:
+            return sock.accept()
+        except BlockingIOError:
+            yield from wait_for(sock, EVENT_READ)
+
+
+def sock_recv(conn, bufsize):
+    while True:
+        try:
+            return conn.recv(bufsize)
+        except BlockingIOError:
+            yield from wait_for(conn, EVENT_READ)
+
+
+def sock_sendall(conn, data):
+    view = memoryview(data)
+    while view:
+        try:
+            sent = conn.send(view)
+        except BlockingIOError:
+            yield from wait_for(conn, EVENT_WRITE)
+            continue
+        view = view[sent:]
+
+
+def handle(conn, addr):
+    """One connection, written as if it were blocking."""
+    global open_connections
+    try:
+        while True:
+            data = yield from sock_recv(conn, 4096)
+            if not data:
+                break
+            if not quiet:
+                print('echoing', repr(data), 'to', addr)
+            yield from sock_sendall(conn, data)
+    except OSError as e:
+        log_error(addr, e)
+    finally:
+        if not quiet:
+            print('closing', addr)
+        conn.close()
+        open_connections -= 1
+
+
+def server(sock):
+    global open_connections
+    while True:
+        try:
+            conn, addr = yield from sock_accept(sock)
+        except OSError as e:
+            if e.errno in OUT_OF_RESOURCES:
+                log_accept_paused(e)
+                yield from sleep(ACCEPT_RETRY_DELAY)
+            else:
+                print(f'accept failed: {e}', file=sys.stderr)
+            continue
+        open_connections += 1
+        if not quiet:
+            print('accepted', conn, 'from', addr)
+        conn.setblocking(False)
+        Task(handle(conn, addr))
+
+
+def serve_coroutines(sock):
+    Task(server(sock))
+
+
+# --------------------------------------------------------------------- main
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Echo server on a selector loop, with callbacks or coroutines.')
+    parser.add_argument('--port', type=int, default=8888,
+                        help='port to listen on, on 127.0.0.1 (0 = any free port)')
+    parser.add_argument('--style', choices=['callbacks', 'coroutines'], default='callbacks',
+                        help='callbacks (on_accept/on_read/on_write) or one coroutine per connection')
+    parser.add_argument('--quiet', action='store_true',
+                        help="don't print a line per connection and per echo")
+    parser.add_argument('--max-fds', type=int, metavar='N',
+                        help='set the open-file soft limit to N (default: raise it to the hard limit)')
+    args = parser.parse_args()
+    if not 0 <= args.port <= 65535:
+        parser.error(f'--port {args.port} is not a port (0..65535)')
+    return parser, args
+
+
+def set_fd_limit(parser, max_fds):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if max_fds is None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return
+    if max_fds < 16:
+        parser.error(f'--max-fds {max_fds} is too low (at least 16)')
+    if hard != resource.RLIM_INFINITY and max_fds > hard:
+        parser.error(f'--max-fds {max_fds} is above the hard limit {hard}')
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, hard))
+
+
+def main():
+    global quiet
+    parser, args = parse_args()
+    set_fd_limit(parser, args.max_fds)
+    quiet = args.quiet
+    # print() to a pipe is block-buffered; a log is read line by line.
+    sys.stdout.reconfigure(line_buffering=True)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(('127.0.0.1', args.port))
+        sock.listen(4096)
+    except OSError as e:
+        print(f'could not listen on 127.0.0.1:{args.port}: {e}', file=sys.stderr)
+        sys.exit(1)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    print(f'Running on http://localhost:{port}/')
+    if args.style == 'callbacks':
+        serve_callbacks(sock)
+    else:
+        serve_coroutines(sock)
+    loop()
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass
