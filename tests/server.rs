@@ -813,39 +813,9 @@ fn ten_thousand_concurrent_connections() {
     // its connection, even on a loaded two-core CI machine in a debug build
     // (opening them takes about 1 s there).
     let delay = 3.0;
-    let mut child = Command::new(slow_server_binary())
-        .args([
-            "--port",
-            "0",
-            "--delay",
-            &delay.to_string(),
-            "--stop-on-eof",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the slow_server example");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server's first line");
-    let port: u16 = Regex::new(&format!(
-        r"^Running on http://127\.0\.0\.1:(\d+)/ \(delay {delay} s\)$"
-    ))
-    .unwrap()
-    .captures(&first)
-    .unwrap_or_else(|| panic!("unexpected first line {first:?}"))[1]
-        .parse()
-        .unwrap();
+    let delay_arg = delay.to_string();
+    let (mut child, port, rx) =
+        start_example("", &["--port", "0", "--delay", &delay_arg, "--stop-on-eof"]);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
 
     let lp = get_event_loop();
@@ -888,4 +858,82 @@ fn ten_thousand_concurrent_connections() {
     // Sequentially: 10,000 × delay.
     assert!(elapsed >= Duration::from_secs_f64(delay));
     assert!(elapsed < Duration::from_secs(60));
+}
+
+/// Starts the `slow_server` example in a child process, with `pre` run by
+/// `sh` first (e.g. a `ulimit`), and returns it with its port.
+fn start_example(pre: &str, args: &[&str]) -> (std::process::Child, u16, mpsc::Receiver<String>) {
+    let script = format!("{pre}\nexec \"$0\" \"$@\"");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(slow_server_binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the slow_server example");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server's first line");
+    let port = Regex::new(r"^Running on http://127\.0\.0\.1:(\d+)/ \(delay [0-9.]+ s\)$")
+        .unwrap()
+        .captures(&first)
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))[1]
+        .parse()
+        .unwrap();
+    (child, port, rx)
+}
+
+#[test]
+fn out_of_descriptors_the_server_logs_once_and_keeps_serving() {
+    // 40 descriptors: the server can hold only a few dozen connections at
+    // once; the rest wait in the listen backlog until some close.
+    let (mut child, port, rx) = start_example(
+        "ulimit -n 40",
+        &["--port", "0", "--delay", "0.2", "--stop-on-eof"],
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let n = 100;
+    let threads: Vec<_> = (0..n)
+        .map(|i| std::thread::spawn(move || get(addr, &format!("/s?wd={i}")).title()))
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        assert_eq!(t.join().unwrap(), Some(format!("{i} - pyfiber search")));
+    }
+    drop(child.stdin.take());
+    let last = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server's last line");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let caps = Regex::new(r"^served (\d+) requests, peak concurrency (\d+)$")
+        .unwrap()
+        .captures(&last)
+        .unwrap_or_else(|| panic!("unexpected last line {last:?}"));
+    assert_eq!(caps[1].parse::<usize>().unwrap(), n);
+    let peak: usize = caps[2].parse().unwrap();
+    assert!(peak < 40, "peak {peak} cannot exceed the descriptor limit");
+    assert_eq!(
+        stderr.matches("Too many open files").count(),
+        1,
+        "logged once: {stderr}"
+    );
 }
