@@ -323,14 +323,31 @@ fn check_open_files(args: &Args, concurrency: Concurrency) {
 /// Prints one outcome and counts it: `result: <url> <title>` or
 /// `error: <url> <Name: message>` (Python's `type(e).__name__: str(e)`).
 pub fn report(url: &str, outcome: PyResult<String>) {
+    report_outcome(url, outcome.map_err(|e| e.line()));
+}
+
+/// An outcome that can cross threads and processes: the title, or the
+/// exception's line (`Name: message`). (An [`Exception`] may hold a Python
+/// object, which stays on its thread, as the runtime is single-threaded.)
+pub type Outcome = Result<String, String>;
+
+/// The [`Outcome`] of a response read to EOF: its title or the error line.
+pub fn outcome_of(response: PyResult<Vec<u8>>) -> Outcome {
+    response
+        .and_then(|raw| title_of(&raw))
+        .map_err(|e| e.line())
+}
+
+/// [`report`] for an [`Outcome`].
+pub fn report_outcome(url: &str, outcome: Outcome) {
     match outcome {
         Ok(title) => {
             OK.fetch_add(1, Ordering::SeqCst);
             println!("result: {url} {title}");
         }
-        Err(e) => {
+        Err(line) => {
             ERRORS.fetch_add(1, Ordering::SeqCst);
-            println!("error: {url} {}", e.line());
+            println!("error: {url} {line}");
         }
     }
 }

@@ -191,7 +191,7 @@ def report_response(url, response):
     if not isinstance(response, BaseException):
         try:
             response = title_of(response)
-        except ValueError as e:
+        except (ValueError, LookupError) as e:
             response = e
     report(url, response)
 
