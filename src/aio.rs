@@ -1131,14 +1131,25 @@ impl TcpStream {
     /// Reads until EOF, appending to `out`; returns how many bytes it read.
     /// The generator stages' `read_all`: `recv` until `b''`.
     pub async fn read_to_end(&self, out: &mut Vec<u8>) -> PyResult<usize> {
+        // Reads land straight in `out`'s tail. The first asks for 4096 bytes
+        // (the tutorials' `recv(4096)`); each next one for as much as was
+        // read so far, up to 1 MiB, so a big body takes few calls and a small
+        // one zeroes little. (A fixed buffer inside the future would make
+        // every task's future that much bigger, and moving and allocating
+        // those is what dominated a 5,000-URL run.)
+        const FIRST: usize = 4096;
+        const MOST: usize = 1 << 20;
         let start = out.len();
-        let mut chunk = [0u8; 64 * 1024];
         loop {
-            let n = self.read(&mut chunk).await?;
-            if n == 0 {
+            let len = out.len();
+            let want = (len - start).clamp(FIRST, MOST);
+            out.resize(len + want, 0);
+            let got = self.read(&mut out[len..]).await;
+            let n = *got.as_ref().unwrap_or(&0);
+            out.truncate(len + n);
+            if got? == 0 {
                 return Ok(out.len() - start);
             }
-            out.extend_from_slice(&chunk[..n]);
         }
     }
 
