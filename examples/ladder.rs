@@ -1,0 +1,402 @@
+//! `ladder`: every stage of the tutorials, sync → async/await, against one
+//! server, in one table.
+//!
+//! Why this exists: each stage's example prints its own
+//! `Request Times: N, Total Cost: S seconds`; the point of the tutorials is
+//! the comparison. This runs the eight stage examples one after another,
+//! each as a child process, all fetching the same N URLs from ONE embedded
+//! slow server started here (each child gets `--url`), and prints the
+//! stage, the Python file it mirrors, the requests, the successes, the
+//! seconds and the speed-up over `sync`. `--python` also runs each Python
+//! twin (`examples/python/<stage>.py`) against the same server in the same
+//! run, and adds its time and the Rust/Python ratio.
+//!
+//! ```text
+//! cargo run --release --example ladder                  # 10 URLs, 1 s each
+//! cargo run --release --example ladder -- --urls 20 --delay 0.5 --python
+//! ```
+//!
+//! `cargo run --example ladder` builds only this example, so the ladder
+//! first builds the stage examples itself (`cargo build --example sync ...`
+//! with the same profile) and then runs them from the directory it runs
+//! from (`target/<profile>/examples/`). `--no-build` skips that step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pyfiber::net;
+use pyfiber::server::{self, ServerConfig};
+
+/// The stages, in the tutorials' order: the example's name, which is also
+/// the Python file's stem.
+const STAGES: [&str; 8] = [
+    "sync",
+    "process",
+    "thread",
+    "no_blocking",
+    "callback",
+    "generator",
+    "yield_from",
+    "async_await",
+];
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Run all eight stages (sync → async/await) against one slow server and compare their times"
+)]
+struct Cli {
+    /// How many URLs each stage fetches.
+    #[arg(long = "urls", value_name = "N", default_value_t = 10)]
+    urls: usize,
+    /// Seconds the server waits before each answer.
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    delay: f64,
+    /// Print one JSON object per stage per line instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also run the Python twins (examples/python/<stage>.py) against the
+    /// same server, adding their time and the Rust/Python ratio.
+    #[arg(long)]
+    python: bool,
+    /// Per-request timeout passed to every stage, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    timeout: f64,
+    /// Only these stages (comma-separated), e.g. `--stages sync,generator`.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    stages: Vec<String>,
+    /// Do not build the stage examples first; run what is already built.
+    #[arg(long)]
+    no_build: bool,
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(2);
+}
+
+/// What one run of one stage reported (its `--json` line).
+#[derive(Clone, Debug, Default)]
+struct Run {
+    requests: usize,
+    ok: usize,
+    errors: usize,
+    seconds: f64,
+}
+
+/// A value from a flat JSON object line as the stages print it
+/// (`{"stage": "sync", "requests": 10, ...}`).
+fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pattern = format!("\"{key}\":");
+    let start = line.find(&pattern)? + pattern.len();
+    let rest = line[start..].trim_start();
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim().trim_matches('"'))
+}
+
+/// Reads a stage's `--json` line out of its stdout.
+fn parse_run(stdout: &str) -> Option<Run> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{') && l.contains("\"stage\""))?;
+    Some(Run {
+        requests: json_field(line, "requests")?.parse().ok()?,
+        ok: json_field(line, "ok")?.parse().ok()?,
+        errors: json_field(line, "errors")?.parse().ok()?,
+        seconds: json_field(line, "seconds")?.parse().ok()?,
+    })
+}
+
+/// Runs one stage (a built example, or `python3 <file>`) and reads its
+/// result; `Err` says what went wrong.
+fn run_stage(mut command: Command, label: &str) -> Result<Run, String> {
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{label}: cannot start: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match parse_run(&stdout) {
+        Some(run) => Ok(run),
+        None => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr.lines().last().unwrap_or("");
+            Err(format!(
+                "{label}: no --json line (exit status {}) {last}",
+                output.status
+            ))
+        }
+    }
+}
+
+/// The directory the stage binaries are built into: the one this binary
+/// runs from (`target/<profile>/examples/`).
+fn examples_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(format!("current_exe: {e}")));
+    exe.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| fail("cannot tell where this binary lives"))
+}
+
+/// Builds the stage examples with the profile this binary was built with.
+fn build_stages(stages: &[&str], dir: &Path) {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profile = dir
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|p| p.to_str())
+        .unwrap_or("debug");
+    let mut args: Vec<String> = vec!["build".into(), "--quiet".into()];
+    match profile {
+        "debug" => {}
+        "release" => args.push("--release".into()),
+        other => args.extend(["--profile".into(), other.to_string()]),
+    }
+    for stage in stages {
+        // A stage whose source is not in this checkout cannot be built.
+        if manifest_dir.join(format!("examples/{stage}.rs")).exists() {
+            args.extend(["--example".into(), stage.to_string()]);
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    eprintln!("ladder: building the stages: {cargo} {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(&args)
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("Cargo.toml"))
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("ladder: the build failed ({s}); running what is built"),
+        Err(e) => eprintln!("ladder: cannot run cargo ({e}); running what is built"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.urls == 0 {
+        fail("--urls must be at least 1");
+    }
+    if !(cli.delay.is_finite() && (0.0..=3600.0).contains(&cli.delay)) {
+        fail(format!(
+            "--delay must be between 0 and 3600 seconds, got {}",
+            cli.delay
+        ));
+    }
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
+        fail(format!(
+            "--timeout must be more than 0, got {}",
+            cli.timeout
+        ));
+    }
+    let stages: Vec<&str> = if cli.stages.is_empty() {
+        STAGES.to_vec()
+    } else {
+        cli.stages
+            .iter()
+            .map(|s| {
+                STAGES.iter().copied().find(|k| k == s).unwrap_or_else(|| {
+                    fail(format!(
+                        "--stages: unknown stage {s:?} (the stages: {})",
+                        STAGES.join(", ")
+                    ))
+                })
+            })
+            .collect()
+    };
+
+    let dir = examples_dir();
+    if !cli.no_build {
+        build_stages(&stages, &dir);
+    }
+    let python_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python");
+    if cli.python
+        && Command::new("python3")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+    {
+        fail("--python needs python3 on PATH");
+    }
+
+    // This process hosts the server: one socket per connection the stage
+    // has open, N at most. Each child checks its own needs.
+    let (soft, _) = net::raise_nofile_limit().unwrap_or_else(|_| net::nofile_limit());
+    if cli.urls as u64 + 64 > soft {
+        fail(format!(
+            "--urls {} needs about {} open files here, but the limit is {soft}",
+            cli.urls,
+            cli.urls + 64
+        ));
+    }
+    let server = server::spawn(ServerConfig {
+        port: 0,
+        delay: Duration::from_secs_f64(cli.delay),
+        ..ServerConfig::default()
+    })
+    .unwrap_or_else(|e| fail(format!("cannot start the server: {}", e.line())));
+    let template = server.url("/s?wd={}");
+    let stage_args = |cmd: &mut Command| {
+        cmd.arg("--urls")
+            .arg(cli.urls.to_string())
+            .arg("--url")
+            .arg(&template)
+            .arg("--timeout")
+            .arg(cli.timeout.to_string())
+            .arg("--json");
+    };
+    if !cli.json {
+        eprintln!(
+            "ladder: {} URLs, {} s per answer, server {}",
+            cli.urls,
+            cli.delay,
+            server.url("/")
+        );
+    }
+
+    let started = Instant::now();
+    let mut rows: Vec<(&str, Result<Run, String>, Option<Result<Run, String>>)> = Vec::new();
+    for stage in &stages {
+        let exe = dir.join(stage);
+        let rust = if exe.exists() {
+            let mut cmd = Command::new(&exe);
+            stage_args(&mut cmd);
+            run_stage(cmd, stage)
+        } else {
+            Err(format!(
+                "{stage}: not built ({} is missing; build it with: cargo build --release --example {stage})",
+                exe.display()
+            ))
+        };
+        let python = cli.python.then(|| {
+            let file = python_dir.join(format!("{stage}.py"));
+            if !file.exists() {
+                return Err(format!("{stage}.py: not in {}", python_dir.display()));
+            }
+            let mut cmd = Command::new("python3");
+            cmd.arg(&file);
+            stage_args(&mut cmd);
+            run_stage(cmd, &format!("{stage}.py"))
+        });
+        if !cli.json {
+            eprintln!("ladder: {stage} done");
+        }
+        rows.push((stage, rust, python));
+    }
+
+    let sync_seconds = rows
+        .iter()
+        .find(|(s, _, _)| *s == "sync")
+        .and_then(|(_, r, _)| r.as_ref().ok())
+        .map(|r| r.seconds);
+    let mut all_ok = true;
+    let mut problems = Vec::new();
+    let mut out = std::io::stdout().lock();
+    if !cli.json {
+        let _ = write!(
+            out,
+            "{:<12} {:<15} {:>8} {:>6} {:>11} {:>9}",
+            "stage", "mirrors", "requests", "ok", "seconds", "speed-up"
+        );
+        if cli.python {
+            let _ = write!(out, " {:>11} {:>12}", "python (s)", "rust/python");
+        }
+        let _ = writeln!(out);
+    }
+    for (stage, rust, python) in &rows {
+        let mirrors = format!("{stage}.py");
+        let speedup = match (&rust, sync_seconds) {
+            (Ok(r), Some(s)) if r.seconds > 0.0 => Some(s / r.seconds),
+            _ => None,
+        };
+        if let Err(e) = rust {
+            problems.push(e.clone());
+        }
+        if let Some(Err(e)) = python {
+            problems.push(e.clone());
+        }
+        let python_seconds = python
+            .as_ref()
+            .and_then(|p| p.as_ref().ok())
+            .map(|p| p.seconds);
+        let ratio = match (&rust, python_seconds) {
+            (Ok(r), Some(p)) if p > 0.0 => Some(r.seconds / p),
+            _ => None,
+        };
+        match rust {
+            Ok(r) if r.ok != cli.urls => all_ok = false,
+            Err(_) => all_ok = false,
+            _ => {}
+        }
+        if cli.json {
+            let mut line = format!("{{\"stage\": \"{stage}\", \"mirrors\": \"{mirrors}\"");
+            match rust {
+                Ok(r) => line.push_str(&format!(
+                    ", \"requests\": {}, \"ok\": {}, \"errors\": {}, \"seconds\": {:.6}",
+                    r.requests, r.ok, r.errors, r.seconds
+                )),
+                Err(_) => line.push_str(&format!(
+                    ", \"requests\": {}, \"ok\": 0, \"errors\": null, \"seconds\": null",
+                    cli.urls
+                )),
+            }
+            if let Some(s) = speedup {
+                line.push_str(&format!(", \"speedup\": {s:.3}"));
+            }
+            if cli.python {
+                match python_seconds {
+                    Some(p) => line.push_str(&format!(", \"python_seconds\": {p:.6}")),
+                    None => line.push_str(", \"python_seconds\": null"),
+                }
+                if let Some(ratio) = ratio {
+                    line.push_str(&format!(", \"rust_python_ratio\": {ratio:.3}"));
+                }
+            }
+            line.push('}');
+            let _ = writeln!(out, "{line}");
+        } else {
+            let (requests, ok, seconds) = match rust {
+                Ok(r) => (
+                    r.requests.to_string(),
+                    r.ok.to_string(),
+                    format!("{:.6}", r.seconds),
+                ),
+                Err(_) => ("-".into(), "-".into(), "failed".into()),
+            };
+            let speedup = speedup.map_or("-".to_string(), |s| format!("{s:.1}x"));
+            let _ = write!(
+                out,
+                "{stage:<12} {mirrors:<15} {requests:>8} {ok:>6} {seconds:>11} {speedup:>9}"
+            );
+            if cli.python {
+                let p = python_seconds.map_or("-".to_string(), |p| format!("{p:.6}"));
+                let r = ratio.map_or("-".to_string(), |r| format!("{r:.2}"));
+                let _ = write!(out, " {p:>11} {r:>12}");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    drop(out);
+    for p in &problems {
+        eprintln!("ladder: {p}");
+    }
+    let stats = server.stop();
+    if !cli.json {
+        eprintln!(
+            "ladder: {:.1} s in all; the server answered {} requests, at most {} at once",
+            started.elapsed().as_secs_f64(),
+            stats.requests,
+            stats.peak_concurrency
+        );
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
