@@ -685,122 +685,196 @@ struct Client {
     buf: RefCell<Vec<u8>>,
 }
 
-/// Outcomes of the C10K client.
-#[derive(Default)]
-struct Tally {
+/// A load of `total` requests `GET /s?wd=I` from a non-blocking client on
+/// the crate's selector loop, each on its own connection, with its
+/// outcomes.
+struct Load {
+    addr: SocketAddr,
+    total: usize,
+    /// At most this many connects in flight, below the listen backlog
+    /// (somaxconn 4096), so that no SYN is dropped and retried a second
+    /// later.
+    max_connecting: usize,
+    /// At most this many connections open (connect to outcome).
+    max_open: usize,
+    started: Cell<usize>,
+    connecting: Cell<usize>,
+    open: Cell<usize>,
     ok: Cell<usize>,
     failed: RefCell<Vec<String>>,
-    connecting: Cell<usize>,
 }
 
-const C10K: usize = 10_000;
-/// At most this many connects in flight, below the listen backlog
-/// (somaxconn 4096), so no SYN is dropped and retried a second later.
-const CONNECTING_MAX: usize = 1000;
-
-impl Tally {
+impl Load {
     fn outcomes(&self) -> usize {
         self.ok.get() + self.failed.borrow().len()
     }
 
-    fn fail(&self, why: String) {
-        self.failed.borrow_mut().push(why);
-        self.maybe_done();
-    }
-
-    fn succeed(&self) {
-        self.ok.set(self.ok.get() + 1);
-        self.maybe_done();
-    }
-
-    /// Every connection has its outcome: end the loop.
-    fn maybe_done(&self) {
-        if self.outcomes() == C10K {
-            pyfiber::event_loop::stop();
+    fn outcome(self: &Rc<Self>, lp: &Rc<EventLoop>, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.ok.set(self.ok.get() + 1),
+            Err(why) => self.failed.borrow_mut().push(why),
+        }
+        self.open.set(self.open.get() - 1);
+        if self.outcomes() == self.total {
+            // Every request has its outcome: end the loop.
+            lp.stop();
+        } else {
+            self.start_more(lp);
         }
     }
-}
 
-/// Connected: send the request, then read the answer until EOF.
-fn c10k_send(
-    lp: &Rc<EventLoop>,
-    client: &Rc<Client>,
-    i: usize,
-    tally: &Rc<Tally>,
-) -> Result<(), String> {
-    match client.sock.take_error() {
-        Ok(None) => {}
-        other => return Err(format!("connect: {other:?}")),
-    }
-    let request = format!("GET /s?wd={i} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    (&client.sock)
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("send: {e}"))?;
-    let fd = client.sock.as_raw_fd();
-    let (c, t, lp2) = (client.clone(), tally.clone(), lp.clone());
-    let on_readable = callback(move || {
-        let mut chunk = [0u8; 4096];
-        match (&c.sock).read(&mut chunk) {
-            Ok(0) => {
-                lp2.selector().unregister(fd).unwrap();
-                let body = String::from_utf8_lossy(&c.buf.borrow()).into_owned();
-                let want = format!("<title>{i} - pyfiber search</title>");
-                if body.starts_with("HTTP/1.0 200 OK\r\n") && body.contains(&want) {
-                    t.succeed();
-                } else {
-                    t.fail(format!("bad answer: {body:?}"));
-                }
-            }
-            Ok(n) => c.buf.borrow_mut().extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                lp2.selector().unregister(fd).unwrap();
-                t.fail(format!("recv: {e}"));
+    /// Opens connections while the limits allow.
+    fn start_more(self: &Rc<Self>, lp: &Rc<EventLoop>) {
+        while self.started.get() < self.total
+            && self.connecting.get() < self.max_connecting
+            && self.open.get() < self.max_open
+        {
+            let i = self.started.get();
+            self.started.set(i + 1);
+            self.open.set(self.open.get() + 1);
+            if let Err(why) = self.connect(lp, i) {
+                self.outcome(lp, Err(why));
             }
         }
-    });
-    lp.selector()
-        .register(fd, EVENT_READ, on_readable)
-        .map_err(|e| e.line())?;
-    Ok(())
-}
+    }
 
-fn c10k_connect(lp: &Rc<EventLoop>, addr: SocketAddr, tally: &Rc<Tally>, left: &Rc<Cell<usize>>) {
-    while left.get() > 0 && tally.connecting.get() < CONNECTING_MAX {
-        left.set(left.get() - 1);
-        let i = C10K - left.get();
-        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket()");
-        sock.set_nonblocking(true).unwrap();
-        match sock.connect(&SockAddr::from(addr)) {
+    /// A non-blocking connect; `on_connected` sends the request.
+    fn connect(self: &Rc<Self>, lp: &Rc<EventLoop>, i: usize) -> Result<(), String> {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+        sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        match sock.connect(&SockAddr::from(self.addr)) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(115) => {}
-            Err(e) => {
-                tally.fail(format!("connect: {e}"));
-                continue;
-            }
+            Err(e) if e.raw_os_error() == Some(115) => {} // EINPROGRESS
+            Err(e) => return Err(format!("connect: {e}")),
         }
-        tally.connecting.set(tally.connecting.get() + 1);
+        self.connecting.set(self.connecting.get() + 1);
         let client = Rc::new(Client {
             sock,
             buf: RefCell::new(Vec::new()),
         });
         let fd = client.sock.as_raw_fd();
-        let (lp2, tally2, left2) = (lp.clone(), tally.clone(), left.clone());
+        let (load, lp2) = (self.clone(), lp.clone());
         let on_connected = callback(move || {
-            let lp = &lp2;
-            lp.selector().unregister(fd).unwrap();
-            tally2.connecting.set(tally2.connecting.get() - 1);
-            if let Err(e) = c10k_send(lp, &client, i, &tally2) {
-                tally2.fail(e);
+            lp2.selector().unregister(fd).unwrap();
+            load.connecting.set(load.connecting.get() - 1);
+            if let Err(why) = load.send(&lp2, &client, i) {
+                load.outcome(&lp2, Err(why));
+            } else {
+                load.start_more(&lp2);
             }
-            // A connect finished: start more.
-            c10k_connect(lp, addr, &tally2, &left2);
         });
         lp.selector()
             .register(fd, EVENT_WRITE, on_connected)
-            .unwrap();
+            .map_err(|e| e.line())?;
+        Ok(())
+    }
+
+    /// Connected: send the request, then read the answer until EOF and
+    /// check it.
+    fn send(
+        self: &Rc<Self>,
+        lp: &Rc<EventLoop>,
+        client: &Rc<Client>,
+        i: usize,
+    ) -> Result<(), String> {
+        match client.sock.take_error() {
+            Ok(None) => {}
+            other => return Err(format!("connect: {other:?}")),
+        }
+        let request = format!("GET /s?wd={i} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        (&client.sock)
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
+        let fd = client.sock.as_raw_fd();
+        let (c, load, lp2) = (client.clone(), self.clone(), lp.clone());
+        let on_readable = callback(move || {
+            let mut chunk = [0u8; 4096];
+            let result = match (&c.sock).read(&mut chunk) {
+                Ok(0) => {
+                    let body = String::from_utf8_lossy(&c.buf.borrow()).into_owned();
+                    let want = format!("<title>{i} - pyfiber search</title>");
+                    if body.starts_with("HTTP/1.0 200 OK\r\n") && body.contains(&want) {
+                        Ok(())
+                    } else {
+                        Err(format!("bad answer: {body:?}"))
+                    }
+                }
+                Ok(n) => {
+                    c.buf.borrow_mut().extend_from_slice(&chunk[..n]);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => Err(format!("recv: {e}")),
+            };
+            lp2.selector().unregister(fd).unwrap();
+            load.outcome(&lp2, result);
+        });
+        lp.selector()
+            .register(fd, EVENT_READ, on_readable)
+            .map_err(|e| e.line())?;
+        Ok(())
     }
 }
+
+/// Runs a [`Load`] to its end, or for `give_up` at most; returns it and how
+/// long it took.
+fn run_load(
+    addr: SocketAddr,
+    total: usize,
+    max_connecting: usize,
+    max_open: usize,
+    give_up: Duration,
+) -> (Rc<Load>, Duration) {
+    let lp = get_event_loop();
+    let load = Rc::new(Load {
+        addr,
+        total,
+        max_connecting,
+        max_open,
+        started: Cell::new(0),
+        connecting: Cell::new(0),
+        open: Cell::new(0),
+        ok: Cell::new(0),
+        failed: RefCell::new(Vec::new()),
+    });
+    let start = Instant::now();
+    load.start_more(&lp);
+    let timer = lp.call_later(give_up, pyfiber::event_loop::stop);
+    lp.run_loop().unwrap();
+    timer.cancel();
+    (load, start.elapsed())
+}
+
+/// Asserts that every request of the load succeeded.
+fn assert_all_ok(load: &Load) {
+    let failed = load.failed.borrow();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed, e.g. {:?}",
+        failed.len(),
+        load.total,
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(load.ok.get(), load.total, "every request answered in time");
+}
+
+/// Stops the example (EOF on its stdin) and reads its last line:
+/// `served N requests, peak concurrency P`.
+fn stop_example(mut child: std::process::Child, rx: &mpsc::Receiver<String>) -> (usize, usize) {
+    drop(child.stdin.take());
+    let last = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server's last line");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let caps = Regex::new(r"^served (\d+) requests, peak concurrency (\d+)$")
+        .unwrap()
+        .captures(&last)
+        .unwrap_or_else(|| panic!("unexpected last line {last:?}"));
+    (caps[1].parse().unwrap(), caps[2].parse().unwrap())
+}
+
+const C10K: usize = 10_000;
 
 #[test]
 fn ten_thousand_concurrent_connections() {
@@ -814,50 +888,37 @@ fn ten_thousand_concurrent_connections() {
     // (opening them takes about 1 s there).
     let delay = 3.0;
     let delay_arg = delay.to_string();
-    let (mut child, port, rx) =
+    let (child, port, rx) =
         start_example("", &["--port", "0", "--delay", &delay_arg, "--stop-on-eof"]);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-
-    let lp = get_event_loop();
-    let tally = Rc::new(Tally::default());
-    let left = Rc::new(Cell::new(C10K));
-    let start = Instant::now();
-    c10k_connect(&lp, addr, &tally, &left);
-    let give_up = lp.call_later(Duration::from_secs(60), || pyfiber::event_loop::stop());
-    lp.run_loop().unwrap();
-    give_up.cancel();
-    let elapsed = start.elapsed();
-
-    drop(child.stdin.take()); // EOF: the server stops and reports.
-    let last = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server's last line");
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    let failed = tally.failed.borrow();
-    assert!(
-        failed.is_empty(),
-        "{} of {C10K} failed, e.g. {:?}",
-        failed.len(),
-        &failed[..failed.len().min(3)]
-    );
-    assert_eq!(
-        tally.ok.get(),
-        C10K,
-        "every connection answered within 60 s"
-    );
-    let caps = Regex::new(r"^served (\d+) requests, peak concurrency (\d+)$")
-        .unwrap()
-        .captures(&last)
-        .unwrap_or_else(|| panic!("unexpected last line {last:?}"));
-    let served: usize = caps[1].parse().unwrap();
-    let peak: usize = caps[2].parse().unwrap();
+    let (load, elapsed) = run_load(addr, C10K, 1000, usize::MAX, Duration::from_secs(60));
+    let (served, peak) = stop_example(child, &rx);
     eprintln!("C10K: {C10K} answers in {elapsed:?}, server peak concurrency {peak}");
+    assert_all_ok(&load);
     assert_eq!(served, C10K);
     assert!(peak >= C10K, "peak concurrency {peak}");
     // Sequentially: 10,000 × delay.
     assert!(elapsed >= Duration::from_secs_f64(delay));
     assert!(elapsed < Duration::from_secs(60));
+}
+
+#[test]
+fn throughput_without_delay() {
+    // Requests per second with no delay, 500 connections at a time: the
+    // figure NOTES.md reports comes from this test in release mode.
+    let n = 20_000;
+    let (child, port, rx) = start_example("", &["--port", "0", "--delay", "0", "--stop-on-eof"]);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (load, elapsed) = run_load(addr, n, 500, 500, Duration::from_secs(120));
+    let (served, peak) = stop_example(child, &rx);
+    let rate = n as f64 / elapsed.as_secs_f64();
+    eprintln!("throughput: {n} requests in {elapsed:?}: {rate:.0} requests/s, server peak concurrency {peak}");
+    assert_all_ok(&load);
+    assert_eq!(served, n);
+    assert!(
+        peak <= 500,
+        "the client held at most 500 connections, peak {peak}"
+    );
 }
 
 /// Starts the `slow_server` example in a child process, with `pre` run by
