@@ -171,6 +171,8 @@ struct Bench {
     started: Cell<usize>,
     /// Opened connections whose first echo has not come back yet.
     connecting: Cell<usize>,
+    /// Whether `fill` is running.
+    filling: Cell<bool>,
     round_trips: Cell<u64>,
     outcomes: RefCell<BTreeMap<usize, Option<String>>>,
     /// The `--timeout` timer, cancelled when the last outcome is in.
@@ -196,6 +198,11 @@ impl Bench {
     const MAX_CONNECTING: usize = 500;
 
     fn fill(self: &Rc<Self>) {
+        // A connect refused at once records its outcome, which calls `fill`
+        // again: the loop below already goes on, so don't recurse.
+        if self.filling.replace(true) {
+            return;
+        }
         while self.started.get() < self.size.connections
             && self.connecting.get() < Self::MAX_CONNECTING
         {
@@ -204,6 +211,7 @@ impl Bench {
             self.started.set(i + 1);
             BenchConn::start(self, i);
         }
+        self.filling.set(false);
     }
 
     fn on_first_echo(self: &Rc<Self>) {
@@ -212,12 +220,18 @@ impl Bench {
     }
 
     fn on_outcome(self: &Rc<Self>, conn: &BenchConn, error: Option<String>) {
-        if conn.j.get() == 0 {
+        self.record(conn.i, error, conn.j.get() == 0);
+    }
+
+    /// Connection `i`'s one outcome; `connecting` says whether it had not
+    /// been echoed once yet. The last outcome ends the run.
+    fn record(self: &Rc<Self>, i: usize, error: Option<String>, connecting: bool) {
+        if connecting {
             self.connecting.set(self.connecting.get() - 1);
         }
         let all_in = {
             let mut outcomes = self.outcomes.borrow_mut();
-            outcomes.insert(conn.i, error);
+            outcomes.insert(i, error);
             outcomes.len() == self.size.connections
         };
         if all_in {
@@ -237,7 +251,7 @@ impl BenchConn {
     fn start(bench: &Rc<Bench>, i: usize) {
         let sock = match Socket::new().and_then(|s| s.setblocking(false).map(|()| s)) {
             Ok(sock) => sock,
-            Err(e) => return bench.record_without_socket(i, format!("socket() failed: {e}")),
+            Err(e) => return bench.record(i, Some(format!("socket() failed: {e}")), true),
         };
         let conn = Rc::new(BenchConn {
             bench: bench.clone(),
@@ -393,17 +407,6 @@ impl BenchConn {
     }
 }
 
-impl Bench {
-    /// An outcome for a connection that never got a socket at all.
-    fn record_without_socket(self: &Rc<Self>, i: usize, error: String) {
-        self.connecting.set(self.connecting.get() - 1);
-        self.outcomes.borrow_mut().insert(i, Some(error));
-        if self.outcomes.borrow().len() == self.size.connections {
-            event_loop::stop();
-        }
-    }
-}
-
 fn bench(host: &str, port: u16, size: BenchSize, timeout: f64) -> ExitCode {
     if let Err(e) = raise_nofile_limit() {
         eprintln!("cannot raise the open-file limit: {e}");
@@ -418,6 +421,7 @@ fn bench(host: &str, port: u16, size: BenchSize, timeout: f64) -> ExitCode {
         size,
         started: Cell::new(0),
         connecting: Cell::new(0),
+        filling: Cell::new(false),
         round_trips: Cell::new(0),
         outcomes: RefCell::new(BTreeMap::new()),
         deadline: RefCell::new(None),

@@ -83,6 +83,9 @@ struct Server {
     quiet: bool,
     /// Connections accepted and not yet closed.
     open_connections: Cell<usize>,
+    /// Whether `accept()` has failed for lack of resources since the last
+    /// success: the failure is logged once, not every retry.
+    accept_paused: Cell<bool>,
 }
 
 /// Python's `print(addr)` of an `(host, port)` tuple: `('127.0.0.1', 8888)`.
@@ -100,16 +103,25 @@ fn log_error(addr: &str, e: &Exception) {
     eprintln!("error on {addr}: {}", e.line());
 }
 
-fn log_accept_paused(server: &Server, e: &Exception) {
-    eprintln!(
-        "accept failed: {e} ({} connections open); retrying in {} s",
-        server.open_connections.get(),
-        ACCEPT_RETRY_DELAY.as_secs_f64()
-    );
-}
-
 impl Server {
+    /// `accept()` ran out of descriptors: say so, once per episode.
+    fn log_accept_paused(&self, e: &Exception) {
+        if !self.accept_paused.replace(true) {
+            eprintln!(
+                "accept failed: {e} ({} connections open); retrying every {} s",
+                self.open_connections.get(),
+                ACCEPT_RETRY_DELAY.as_secs_f64()
+            );
+        }
+    }
+
     fn accepted(&self, conn: &Socket, addr: &str) {
+        if self.accept_paused.replace(false) {
+            eprintln!(
+                "accepting again ({} connections open)",
+                self.open_connections.get()
+            );
+        }
         self.open_connections.set(self.open_connections.get() + 1);
         if !self.quiet {
             println!("accepted {conn:?} from {addr}");
@@ -146,7 +158,7 @@ fn on_accept(server: &Rc<Server>) {
                 // The pending clients stay in the backlog; stop listening for
                 // them for a while instead of spinning on a socket that
                 // stays readable.
-                log_accept_paused(server, &e);
+                server.log_accept_paused(&e);
                 let _ = selector.unregister(server.sock.fileno());
                 let server = server.clone();
                 event_loop::get_event_loop().call_later(ACCEPT_RETRY_DELAY, move || {
@@ -351,7 +363,7 @@ fn server(co: &Co, server: Rc<Server>) -> PyResult<Value> {
         let (conn, addr) = match sock_accept(co, &server.sock) {
             Ok(pair) => pair,
             Err(e) if out_of_resources(&e) => {
-                log_accept_paused(&server, &e);
+                server.log_accept_paused(&e);
                 sleep(co, ACCEPT_RETRY_DELAY)?;
                 continue;
             }
@@ -431,6 +443,7 @@ fn main() -> ExitCode {
         sock,
         quiet: args.quiet,
         open_connections: Cell::new(0),
+        accept_paused: Cell::new(false),
     });
     println!("Running on http://localhost:{port}/");
     // The accept loop's task is kept here, as a Python program keeps it in

@@ -14,7 +14,7 @@ every echo comes back intact; prints the round trips per second.
 """
 
 import argparse
-import errno
+import os
 import resource
 import selectors
 import socket
@@ -121,7 +121,7 @@ class Connection:
     def on_connected(self):
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            self.finish(f'connect failed: [Errno {err}] {errno.errorcode.get(err, err)}')
+            self.finish(f'connect failed: {OSError(err, os.strerror(err))}')
             return
         selector.modify(self.sock, EVENT_READ, self.on_readable)
         self.send_next()
@@ -199,14 +199,22 @@ class Bench:
         self.connections, self.messages = connections, messages
         self.started = 0
         self.connecting = 0
+        self.filling = False
         self.round_trips = 0
         self.outcomes = {}
 
     def fill(self):
+        # A connect refused at once records its outcome, which calls fill()
+        # again: the loop below already goes on, so don't recurse.
+        if self.filling:
+            return
+        self.filling = True
         while self.started < self.connections and self.connecting < self.MAX_CONNECTING:
             self.connecting += 1
-            Connection(self, self.started)
+            i = self.started
             self.started += 1
+            Connection(self, i)
+        self.filling = False
 
     def on_first_echo(self, conn):
         self.connecting -= 1

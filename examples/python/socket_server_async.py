@@ -43,6 +43,9 @@ OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 quiet = False
 # Connections accepted and not yet closed.
 open_connections = 0
+# Whether accept() has failed for lack of resources since the last success:
+# the failure is logged once, not every ACCEPT_RETRY_DELAY.
+accept_paused = False
 
 # The loop's timers: (when, seq, callback).
 timers = []
@@ -76,14 +79,26 @@ def log_error(addr, e):
 
 
 def log_accept_paused(e):
-    print(f'accept failed: {e} ({open_connections} connections open); '
-          f'retrying in {ACCEPT_RETRY_DELAY} s', file=sys.stderr)
+    global accept_paused
+    if not accept_paused:
+        print(f'accept failed: {e} ({open_connections} connections open); '
+              f'retrying every {ACCEPT_RETRY_DELAY} s', file=sys.stderr)
+    accept_paused = True
+
+
+def count_accepted(conn, addr):
+    global open_connections, accept_paused
+    if accept_paused:
+        print(f'accepting again ({open_connections} connections open)', file=sys.stderr)
+    accept_paused = False
+    open_connections += 1
+    if not quiet:
+        print('accepted', conn, 'from', addr)
 
 
 # ---------------------------------------------------------------- callbacks
 
 def on_accept(sock):
-    global open_connections
     while True:
         try:
             conn, addr = sock.accept()
@@ -101,9 +116,7 @@ def on_accept(sock):
             else:
                 print(f'accept failed: {e}', file=sys.stderr)
             return
-        open_connections += 1
-        if not quiet:
-            print('accepted', conn, 'from', addr)
+        count_accepted(conn, addr)
         conn.setblocking(False)
         selector.register(conn, EVENT_READ, functools.partial(on_read, conn, addr))
 
@@ -254,7 +267,6 @@ def handle(conn, addr):
 
 
 def server(sock):
-    global open_connections
     while True:
         try:
             conn, addr = yield from sock_accept(sock)
@@ -265,9 +277,7 @@ def server(sock):
             else:
                 print(f'accept failed: {e}', file=sys.stderr)
             continue
-        open_connections += 1
-        if not quiet:
-            print('accepted', conn, 'from', addr)
+        count_accepted(conn, addr)
         conn.setblocking(False)
         Task(handle(conn, addr))
 
