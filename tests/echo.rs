@@ -729,7 +729,8 @@ fn accept_at_the_limit(style: &str) {
     assert_eq!(accepted.len(), held);
 
     // Every held connection is served while the server is at its limit.
-    let (mut held_conns, mut waiting): (Vec<(usize, TcpStream)>, Vec<(usize, TcpStream)>) = clients
+    type Numbered = Vec<(usize, TcpStream)>;
+    let (mut held_conns, mut waiting): (Numbered, Numbered) = clients
         .drain(..)
         .enumerate()
         .partition(|(_, s)| accepted.contains(&s.local_addr().unwrap().port()));
