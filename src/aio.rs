@@ -77,6 +77,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
@@ -519,6 +520,14 @@ impl<T> JoinHandle<T> {
             return false;
         }
         executor().cancel(self.id)
+    }
+}
+
+/// `repr(task)`: `<Task pending name='Task-3'>` / `<Task finished name='Task-3'>`.
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.done() { "finished" } else { "pending" };
+        write!(f, "<Task {state} name='Task-{}'>", self.id)
     }
 }
 
@@ -1021,6 +1030,13 @@ pub struct TcpStream {
     sock: Socket,
 }
 
+/// `repr(sock)`, as [`Socket`] shows it.
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.sock, f)
+    }
+}
+
 fn resolve_v4(address: impl ToSocketAddrs) -> PyResult<SocketAddr> {
     let mut addrs = address
         .to_socket_addrs()
@@ -1164,6 +1180,7 @@ impl TcpStream {
 // ---------------------------------------------------------------------------
 
 /// `asyncio.StreamReader`: the reading half of [`open_connection`].
+#[derive(Debug)]
 pub struct StreamReader {
     stream: Rc<TcpStream>,
     eof: bool,
@@ -1171,6 +1188,7 @@ pub struct StreamReader {
 
 /// `asyncio.StreamWriter`: the writing half of [`open_connection`].
 /// `write` buffers; `drain` sends the buffer.
+#[derive(Debug)]
 pub struct StreamWriter {
     stream: Rc<TcpStream>,
     buffer: Vec<u8>,
