@@ -1,0 +1,463 @@
+//! The fuzzer's language: a tiny AST of generator functions and a driver
+//! script, and the seeded random generation of both.
+//!
+//! Why this exists: to compare pyfiber with CPython on programs nobody wrote
+//! by hand, the same program must be runnable on both sides. This AST is that
+//! common ground: `python.rs` prints it as Python source, `interp.rs` runs it
+//! as `Generator` bodies.
+//!
+//! A program is a tree of generator functions `f0 .. fN`: `f0` is the one the
+//! driver calls, and each `yield from fK()` in a body names a function of its
+//! own (so a delegation chain is a path in the tree, at most
+//! [`MAX_DELEGATION_DEPTH`] deep).
+
+use proptest::prelude::Rng;
+use proptest::test_runner::{RngAlgorithm, TestRng};
+
+/// `f0 -> f1 -> f2 -> f3 -> f4`: the longest `yield from` chain generated.
+pub const MAX_DELEGATION_DEPTH: usize = 4;
+/// How many generator functions one program may define at most.
+const MAX_FUNCS: usize = 6;
+/// How deeply `try`/`for` blocks nest inside one function at most.
+const MAX_BLOCK_DEPTH: usize = 2;
+
+/// A Python literal: what is yielded, sent, returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lit {
+    /// `None`.
+    None,
+    /// A small `int`.
+    Int(i64),
+    /// A short `str` (letters only, so it needs no escaping anywhere).
+    Str(String),
+}
+
+/// A yielded or returned expression.
+#[derive(Clone, Debug)]
+pub enum Expr {
+    /// A literal.
+    Lit(Lit),
+    /// The local `x`: the last value the body received (from `yield`, or a
+    /// `yield from`'s result). Starts as `None`.
+    X,
+}
+
+/// An exception the program (or the driver) can raise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Raisable {
+    /// `ValueError(msg)`.
+    ValueError,
+    /// `KeyError(msg)`: `str()` shows the key's `repr()`.
+    KeyError,
+    /// `MyError(msg)`, a class of the program's own (`class MyError(Exception)`).
+    MyError,
+    /// `StopIteration(n)`: only thrown by the driver (PEP 479 territory).
+    StopIteration,
+    /// `GeneratorExit()`: only thrown by the driver.
+    GeneratorExit,
+}
+
+/// The class an `except` clause names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Catch {
+    /// `except ValueError`.
+    ValueError,
+    /// `except KeyError`.
+    KeyError,
+    /// `except MyError`.
+    MyError,
+    /// `except RuntimeError` (what "generator ignored GeneratorExit" and
+    /// PEP 479 raise).
+    RuntimeError,
+    /// `except StopIteration`.
+    StopIteration,
+    /// `except Exception`: everything but `GeneratorExit` here.
+    Exception,
+    /// `except GeneratorExit`.
+    GeneratorExit,
+    /// `except BaseException`: everything.
+    BaseException,
+}
+
+impl Catch {
+    /// The class name as Python spells it.
+    pub fn python(self) -> &'static str {
+        match self {
+            Catch::ValueError => "ValueError",
+            Catch::KeyError => "KeyError",
+            Catch::MyError => "MyError",
+            Catch::RuntimeError => "RuntimeError",
+            Catch::StopIteration => "StopIteration",
+            Catch::Exception => "Exception",
+            Catch::GeneratorExit => "GeneratorExit",
+            Catch::BaseException => "BaseException",
+        }
+    }
+
+    /// Whether the clause also catches `GeneratorExit`, i.e. can make a
+    /// generator survive `close()`.
+    pub fn catches_generator_exit(self) -> bool {
+        matches!(self, Catch::GeneratorExit | Catch::BaseException)
+    }
+}
+
+/// How a `yield from fK()` is written on the pyfiber side. Python has one
+/// spelling for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delegation {
+    /// `co.yield_from(&fK())`: `fK` runs on a fiber of its own and every
+    /// send/throw/close is forwarded to it (PEP 380's expansion).
+    Literal,
+    /// `fK(co)`: `fK`'s body is a plain function called on the delegator's own
+    /// fiber; the chain is the call stack.
+    SameFiber,
+}
+
+/// One statement of a generator body. `id`s number the blocks of a program so
+/// that the printed trace says which block ran.
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    /// `print("fN note#id")`.
+    Print(usize),
+    /// `x = yield e; print(f"fN got {x!r}")`.
+    Yield(Expr),
+    /// `x = yield from [..]; print(f"fN list-> {x!r}")`.
+    YieldList(Vec<Lit>),
+    /// `x = yield from fK(); print(f"fN yf-> {x!r}")`.
+    YieldFrom {
+        /// Index of the callee in [`Program::funcs`].
+        callee: usize,
+        /// How pyfiber spells the delegation.
+        how: Delegation,
+    },
+    /// `try: .. except C as e: .. finally: ..`, printing on entry, in each
+    /// handler (with the caught exception), in `finally`, and after.
+    Try {
+        /// Block number.
+        id: usize,
+        /// The `try` body.
+        body: Vec<Stmt>,
+        /// `except` clauses, first match wins.
+        handlers: Vec<(Catch, Vec<Stmt>)>,
+        /// The `finally` body, if any.
+        finally: Option<Vec<Stmt>>,
+    },
+    /// `for i in range(n): print(f"fN loop#id {i}"); ..`.
+    Repeat {
+        /// Block number.
+        id: usize,
+        /// Iterations.
+        n: usize,
+        /// The loop body.
+        body: Vec<Stmt>,
+    },
+    /// `raise Class(msg)`.
+    Raise(Raisable, String),
+    /// `raise` (bare, re-raising what the enclosing handler caught).
+    Reraise,
+    /// `return e`.
+    Return(Expr),
+}
+
+/// One generator function `def fN(): x = None; print("fN start"); ..body..;
+/// print("fN end")`.
+#[derive(Clone, Debug)]
+pub struct Func {
+    /// `fN`.
+    pub name: String,
+    /// The body.
+    pub body: Vec<Stmt>,
+}
+
+/// One step of the driver, which holds `g = f0()`.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// `next(g)`.
+    Next,
+    /// `g.send(v)`.
+    Send(Lit),
+    /// `g.throw(Class(arg))`.
+    Throw(Raisable, Lit),
+    /// `g.close()` (as Python 3.13 defines its value; see NOTES.md).
+    Close,
+    /// `inspect.getgeneratorstate(g)`.
+    State,
+}
+
+/// A generated case: the functions and the driver's steps. After the last
+/// step the driver drops `g` (`del g`), so a suspended generator is closed by
+/// its finalizer.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// `f0` first.
+    pub funcs: Vec<Func>,
+    /// What the driver does with `g = f0()`.
+    pub steps: Vec<Step>,
+}
+
+/// The seeded RNG of one case: a case is reproducible from `(seed, case)`
+/// alone, whatever the other cases are.
+pub fn case_rng(seed: u64, case: usize) -> TestRng {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&(case as u64).to_le_bytes());
+    bytes[16..24].copy_from_slice(b"pyfiber!");
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
+
+/// Draws programs from a seeded RNG.
+pub struct Gen<'r> {
+    rng: &'r mut TestRng,
+    funcs: Vec<Option<Func>>,
+    next_id: usize,
+}
+
+/// What a body being generated may contain.
+#[derive(Clone, Copy)]
+struct Scope {
+    /// How many `yield from` links lead to this function from `f0`.
+    depth: usize,
+    /// How many blocks enclose the statement.
+    blocks: usize,
+    /// Inside an `except` handler: a bare `raise` is allowed.
+    in_handler: bool,
+    /// The function (or one of its delegators) is called on the same fiber:
+    /// it must let `GeneratorExit` pass untouched (see [`Gen::program`]).
+    clean: bool,
+}
+
+impl<'r> Gen<'r> {
+    /// A generator of programs over `rng`.
+    pub fn new(rng: &'r mut TestRng) -> Gen<'r> {
+        Gen {
+            rng,
+            funcs: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.rng.next_u64() % n as u64) as usize
+    }
+
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below(hi - lo + 1)
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    fn id(&mut self) -> usize {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    fn lit(&mut self) -> Lit {
+        match self.below(5) {
+            0 => Lit::None,
+            1 | 2 => Lit::Int(self.below(100) as i64),
+            _ => Lit::Str(["a", "b", "c", "hi", "ok", "zz"][self.below(6)].to_string()),
+        }
+    }
+
+    fn expr(&mut self) -> Expr {
+        if self.chance(30) {
+            Expr::X
+        } else {
+            Expr::Lit(self.lit())
+        }
+    }
+
+    fn message(&mut self) -> String {
+        format!("{}{}", ["v", "k", "m", "e"][self.below(4)], self.below(10))
+    }
+
+    /// A whole case.
+    ///
+    /// One restriction keeps the two ways of delegating observably equal: a
+    /// function called on the same fiber (and everything it delegates to)
+    /// never survives `GeneratorExit` -- no `except GeneratorExit` or
+    /// `except BaseException`, and `finally` blocks only print. With
+    /// `yield from` as PEP 380 defines it, a sub-generator that yields while
+    /// being closed stays suspended on its own frame while its delegator goes
+    /// on; on one shared stack the sub-generator's frame cannot outlive its
+    /// caller's, so that shape is only generated with `co.yield_from`.
+    pub fn program(&mut self) -> Program {
+        self.funcs = vec![None];
+        let body = self.body(Scope {
+            depth: 0,
+            blocks: 0,
+            in_handler: false,
+            clean: false,
+        });
+        self.funcs[0] = Some(Func {
+            name: "f0".into(),
+            body,
+        });
+        let funcs = std::mem::take(&mut self.funcs)
+            .into_iter()
+            .map(|f| f.expect("every function slot is filled"))
+            .collect();
+        let steps = self.steps();
+        Program { funcs, steps }
+    }
+
+    fn steps(&mut self) -> Vec<Step> {
+        let n = self.range(2, 16);
+        let mut steps = Vec::with_capacity(n);
+        // Usually start the generator; sometimes poke it while just created.
+        if self.chance(85) {
+            steps.push(Step::Next);
+        }
+        while steps.len() < n {
+            let step = match self.below(100) {
+                0..=34 => Step::Next,
+                35..=59 => Step::Send(self.lit()),
+                60..=79 => {
+                    let kind = match self.below(10) {
+                        0..=2 => Raisable::ValueError,
+                        3..=4 => Raisable::KeyError,
+                        5..=6 => Raisable::MyError,
+                        7 => Raisable::StopIteration,
+                        _ => Raisable::GeneratorExit,
+                    };
+                    let arg = match kind {
+                        // Not `None`: Python's `str(StopIteration(None))` is
+                        // 'None', but a `StopIteration` carrying `None` is
+                        // how pyfiber spells a bare `StopIteration()`.
+                        Raisable::StopIteration => loop {
+                            let l = self.lit();
+                            if l != Lit::None {
+                                break l;
+                            }
+                        },
+                        Raisable::GeneratorExit => Lit::None,
+                        _ => Lit::Str(self.message()),
+                    };
+                    Step::Throw(kind, arg)
+                }
+                80..=88 => Step::Close,
+                _ => Step::State,
+            };
+            steps.push(step);
+        }
+        steps
+    }
+
+    fn body(&mut self, scope: Scope) -> Vec<Stmt> {
+        let n = if scope.blocks == 0 {
+            self.range(1, 4)
+        } else {
+            self.range(1, 2)
+        };
+        (0..n).map(|_| self.stmt(scope)).collect()
+    }
+
+    fn stmt(&mut self, scope: Scope) -> Stmt {
+        let can_nest = scope.blocks < MAX_BLOCK_DEPTH;
+        let can_delegate = scope.depth < MAX_DELEGATION_DEPTH && self.funcs.len() < MAX_FUNCS;
+        loop {
+            match self.below(100) {
+                0..=31 => return Stmt::Yield(self.expr()),
+                32..=34 => return Stmt::Print(self.id()),
+                35..=41 => {
+                    let n = self.range(0, 3);
+                    return Stmt::YieldList((0..n).map(|_| self.lit()).collect());
+                }
+                42..=59 if can_delegate => return self.yield_from(scope),
+                60..=78 if can_nest => return self.try_stmt(scope),
+                79..=82 if can_nest => {
+                    let id = self.id();
+                    let n = self.range(1, 3);
+                    let body = self.body(Scope {
+                        blocks: scope.blocks + 1,
+                        ..scope
+                    });
+                    return Stmt::Repeat { id, n, body };
+                }
+                83..=88 => {
+                    let kind = [Raisable::ValueError, Raisable::KeyError, Raisable::MyError]
+                        [self.below(3)];
+                    return Stmt::Raise(kind, self.message());
+                }
+                89..=93 if scope.in_handler => return Stmt::Reraise,
+                94..=98 => return Stmt::Return(self.expr()),
+                _ => continue,
+            }
+        }
+    }
+
+    /// `x = yield from fK()` with a new function `fK`.
+    fn yield_from(&mut self, scope: Scope) -> Stmt {
+        let how = if self.chance(50) {
+            Delegation::Literal
+        } else {
+            Delegation::SameFiber
+        };
+        let callee = self.funcs.len();
+        self.funcs.push(None);
+        let body = self.body(Scope {
+            depth: scope.depth + 1,
+            blocks: 0,
+            in_handler: false,
+            clean: scope.clean || how == Delegation::SameFiber,
+        });
+        self.funcs[callee] = Some(Func {
+            name: format!("f{callee}"),
+            body,
+        });
+        Stmt::YieldFrom { callee, how }
+    }
+
+    fn try_stmt(&mut self, scope: Scope) -> Stmt {
+        let id = self.id();
+        let inner = Scope {
+            blocks: scope.blocks + 1,
+            ..scope
+        };
+        let body = self.body(inner);
+        let mut handlers = Vec::new();
+        for _ in 0..self.range(0, 2) {
+            let catch = loop {
+                let c = [
+                    Catch::ValueError,
+                    Catch::KeyError,
+                    Catch::MyError,
+                    Catch::RuntimeError,
+                    Catch::StopIteration,
+                    Catch::Exception,
+                    Catch::Exception,
+                    Catch::GeneratorExit,
+                    Catch::BaseException,
+                ][self.below(9)];
+                if !(scope.clean && c.catches_generator_exit()) {
+                    break c;
+                }
+            };
+            let handler = self.body(Scope {
+                in_handler: true,
+                ..inner
+            });
+            handlers.push((catch, handler));
+        }
+        let finally = if handlers.is_empty() || self.chance(40) {
+            Some(if scope.clean {
+                vec![Stmt::Print(self.id())]
+            } else {
+                self.body(Scope {
+                    in_handler: false,
+                    ..inner
+                })
+            })
+        } else {
+            None
+        };
+        Stmt::Try {
+            id,
+            body,
+            handlers,
+            finally,
+        }
+    }
+}

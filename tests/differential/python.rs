@@ -1,0 +1,272 @@
+//! The Python side of the differential test: a [`Program`] as Python source,
+//! and one script that runs every case in a single `python3`.
+//!
+//! Why this exists: CPython is the specification. Every case becomes a
+//! function `case_N()` that defines the generator functions, drives `g = f0()`
+//! step by step and ends with `del g`; the script prints `=== case N` before
+//! each, so one run of `python3` gives every expected trace.
+
+use std::fmt::Write as _;
+
+use pyfiber::value::str_repr;
+
+use super::program::{Delegation, Expr, Func, Lit, Program, Raisable, Step, Stmt};
+
+/// Helpers the cases call. `call` and `line` fix the trace format the Rust
+/// driver reproduces; `close313` is `generator.close()` as Python 3.13
+/// defines it (the one behaviour this python3 lacks; see NOTES.md).
+pub const PRELUDE: &str = r#"import gc, inspect, sys
+
+gc.disable()  # a finalizer runs at `del g` or at the explicit collect, never at random
+sys.unraisablehook = lambda unraisable: None  # pyfiber reports those on stderr
+
+class MyError(Exception):
+    pass
+
+def line(e):
+    s = str(e)
+    return type(e).__name__ + (": " + s if s else "")
+
+def call(label, f, *args):
+    try:
+        v = f(*args)
+    except BaseException as e:
+        print(f"{label} !! {line(e)}")
+    else:
+        print(f"{label} -> {v!r}")
+
+def close313(g):
+    # Python 3.13's generator.close(): when the body *returns* a value on
+    # GeneratorExit, close() returns it (3.11 and 3.12 return None). On this
+    # python3, do what close() does -- CPython's close and throw(GeneratorExit)
+    # share the path: close the delegate, then raise GeneratorExit at the
+    # yield -- and read the outcome as 3.13 does.
+    if sys.version_info >= (3, 13) or inspect.getgeneratorstate(g) != "GEN_SUSPENDED":
+        return g.close()
+    try:
+        g.throw(GeneratorExit)
+    except GeneratorExit:
+        return None
+    except StopIteration as e:
+        return e.value
+    raise RuntimeError("generator ignored GeneratorExit")
+"#;
+
+/// A literal in Python syntax.
+pub fn lit(l: &Lit) -> String {
+    match l {
+        Lit::None => "None".into(),
+        Lit::Int(i) => i.to_string(),
+        Lit::Str(s) => str_repr(s),
+    }
+}
+
+fn expr(e: &Expr) -> String {
+    match e {
+        Expr::Lit(l) => lit(l),
+        Expr::X => "x".into(),
+    }
+}
+
+/// `Class(arg)` in Python syntax.
+pub fn raisable(kind: Raisable, arg: &Lit) -> String {
+    let class = match kind {
+        Raisable::ValueError => "ValueError",
+        Raisable::KeyError => "KeyError",
+        Raisable::MyError => "MyError",
+        Raisable::StopIteration => "StopIteration",
+        Raisable::GeneratorExit => "GeneratorExit",
+    };
+    match arg {
+        Lit::None if kind == Raisable::GeneratorExit => format!("{class}()"),
+        arg => format!("{class}({})", lit(arg)),
+    }
+}
+
+/// The label the driver prints for a step (the same string on both sides).
+pub fn step_label(step: &Step) -> String {
+    match step {
+        Step::Next => "next".into(),
+        Step::Send(v) => format!("send({})", lit(v)),
+        Step::Throw(kind, arg) => format!("throw({})", raisable(*kind, arg)),
+        Step::Close => "close".into(),
+        Step::State => "state".into(),
+    }
+}
+
+/// Whether a body contains a `yield` anywhere (else Python would not make the
+/// function a generator).
+fn yields(body: &[Stmt]) -> bool {
+    body.iter().any(|s| match s {
+        Stmt::Yield(_) | Stmt::YieldList(_) | Stmt::YieldFrom { .. } => true,
+        Stmt::Try {
+            body,
+            handlers,
+            finally,
+            ..
+        } => {
+            yields(body)
+                || handlers.iter().any(|(_, h)| yields(h))
+                || finally.as_deref().is_some_and(yields)
+        }
+        Stmt::Repeat { body, .. } => yields(body),
+        _ => false,
+    })
+}
+
+struct Writer<'p> {
+    out: String,
+    program: &'p Program,
+}
+
+impl Writer<'_> {
+    fn line(&mut self, indent: usize, text: &str) {
+        for _ in 0..indent {
+            self.out.push_str("    ");
+        }
+        self.out.push_str(text);
+        self.out.push('\n');
+    }
+
+    fn func(&mut self, indent: usize, f: &Func) {
+        self.line(indent, &format!("def {}():", f.name));
+        self.line(indent + 1, "x = None");
+        self.line(
+            indent + 1,
+            &format!("print({})", str_repr(&format!("{} start", f.name))),
+        );
+        self.block(indent + 1, &f.name, &f.body);
+        self.line(
+            indent + 1,
+            &format!("print({})", str_repr(&format!("{} end", f.name))),
+        );
+        if !yields(&f.body) {
+            self.line(indent + 1, "if False:");
+            self.line(indent + 2, "yield  # makes it a generator function");
+        }
+    }
+
+    fn block(&mut self, indent: usize, name: &str, body: &[Stmt]) {
+        for stmt in body {
+            self.stmt(indent, name, stmt);
+        }
+    }
+
+    fn stmt(&mut self, indent: usize, name: &str, stmt: &Stmt) {
+        match stmt {
+            Stmt::Print(id) => self.line(indent, &format!("print(\"{name} note#{id}\")")),
+            Stmt::Yield(e) => {
+                self.line(indent, &format!("x = yield {}", expr(e)));
+                self.line(indent, &format!("print(f\"{name} got {{x!r}}\")"));
+            }
+            Stmt::YieldList(items) => {
+                let items: Vec<String> = items.iter().map(lit).collect();
+                self.line(indent, &format!("x = yield from [{}]", items.join(", ")));
+                self.line(indent, &format!("print(f\"{name} list-> {{x!r}}\")"));
+            }
+            Stmt::YieldFrom { callee, how } => {
+                let callee = &self.program.funcs[*callee].name;
+                let how = match how {
+                    Delegation::Literal => "co.yield_from(&generator)",
+                    Delegation::SameFiber => "same fiber",
+                };
+                self.line(
+                    indent,
+                    &format!("x = yield from {callee}()  # pyfiber: {how}"),
+                );
+                self.line(indent, &format!("print(f\"{name} yf-> {{x!r}}\")"));
+            }
+            Stmt::Try {
+                id,
+                body,
+                handlers,
+                finally,
+            } => {
+                self.line(indent, "try:");
+                self.line(indent + 1, &format!("print(\"{name} try#{id}\")"));
+                self.block(indent + 1, name, body);
+                for (catch, handler) in handlers {
+                    self.line(indent, &format!("except {} as e:", catch.python()));
+                    self.line(
+                        indent + 1,
+                        &format!("print(f\"{name} except#{id} {{line(e)}}\")"),
+                    );
+                    self.block(indent + 1, name, handler);
+                }
+                if let Some(fin) = finally {
+                    self.line(indent, "finally:");
+                    self.line(indent + 1, &format!("print(\"{name} finally#{id}\")"));
+                    self.block(indent + 1, name, fin);
+                }
+                self.line(indent, &format!("print(\"{name} after#{id}\")"));
+            }
+            Stmt::Repeat { id, n, body } => {
+                self.line(indent, &format!("for i in range({n}):"));
+                self.line(indent + 1, &format!("print(f\"{name} loop#{id} {{i}}\")"));
+                self.block(indent + 1, name, body);
+            }
+            Stmt::Raise(kind, msg) => self.line(
+                indent,
+                &format!("raise {}", raisable(*kind, &Lit::Str(msg.clone()))),
+            ),
+            Stmt::Reraise => self.line(indent, "raise"),
+            Stmt::Return(e) => self.line(indent, &format!("return {}", expr(e))),
+        }
+    }
+
+    fn driver(&mut self, indent: usize) {
+        self.line(indent, "g = f0()");
+        for step in &self.program.steps {
+            let label = str_repr(&step_label(step));
+            let text = match step {
+                Step::Next => format!("call({label}, next, g)"),
+                Step::Send(v) => format!("call({label}, g.send, {})", lit(v)),
+                Step::Throw(kind, arg) => {
+                    format!("call({label}, g.throw, {})", raisable(*kind, arg))
+                }
+                Step::Close => format!("call({label}, close313, g)"),
+                Step::State => format!("print({label}, inspect.getgeneratorstate(g))"),
+            };
+            self.line(indent, &text);
+        }
+        self.line(indent, "del g");
+    }
+}
+
+/// One case as Python: `def case_N():` holding the functions and the driver.
+pub fn case_source(n: usize, program: &Program) -> String {
+    let mut w = Writer {
+        out: String::new(),
+        program,
+    };
+    w.line(0, &format!("def case_{n}():"));
+    for f in &program.funcs {
+        w.func(1, f);
+    }
+    w.driver(1);
+    w.out
+}
+
+/// The whole script: prelude, every case, and the loop that runs them
+/// between `=== case N` markers, collecting garbage after each so that every
+/// finalizer prints inside its own case (the youngest generation is enough:
+/// a case's cycles are all made during the case).
+pub fn script(cases: &[(usize, String)]) -> String {
+    let mut s = String::from(PRELUDE);
+    for (_, source) in cases {
+        s.push('\n');
+        s.push_str(source);
+    }
+    s.push_str("\nfor n in [");
+    for (i, (n, _)) in cases.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{n}");
+    }
+    s.push_str(
+        "]:\n    print(f\"=== case {n}\")\n    globals()[f\"case_{n}\"]()\n    gc.collect(0)\n\
+         print(\"=== END\")\n",
+    );
+    s
+}
