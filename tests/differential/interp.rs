@@ -283,6 +283,5 @@ pub fn run(program: &Program, runtime: Runtime) -> Vec<String> {
         });
     }
     drop(g); // `del g`
-    let out = ctx.out.take();
-    out
+    ctx.out.take()
 }
