@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     port: u16,
     /// Seconds every answer waits.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds, allow_negative_numbers = true)]
     delay: f64,
     /// Pages in the linked tree (`/` is page 0, `/N` for 1 <= N < pages).
     #[arg(long, default_value_t = 1111)]
@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, value_parser = parse_fault)]
     fault: Option<Fault>,
     /// Stop after this many seconds.
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
     duration: Option<f64>,
     /// Stop when standard input reaches end of file (for a parent process).
     #[arg(long)]

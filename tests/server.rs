@@ -998,3 +998,59 @@ fn out_of_descriptors_the_server_logs_once_and_keeps_serving() {
         "logged once: {stderr}"
     );
 }
+
+#[test]
+fn the_example_stops_on_duration_and_on_sigterm_and_refuses_bad_flags() {
+    // --duration: stops by itself and reports.
+    let start = Instant::now();
+    let out = Command::new(slow_server_binary())
+        .args(["--port", "0", "--delay", "0.01", "--duration", "0.3"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("Running on http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(lines[0].ends_with("/ (delay 0.01 s)"), "{stdout}");
+    assert_eq!(lines.last(), Some(&"served 0 requests, peak concurrency 0"));
+
+    // SIGTERM: stops cleanly and reports what it served.
+    let (child, port, rx) = start_example("", &["--port", "0", "--delay", "0.01"]);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(
+        get(addr, "/s?wd=5").title().as_deref(),
+        Some("5 - pyfiber search")
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (served, peak) = stop_example(child, &rx);
+    assert_eq!((served, peak), (1, 1));
+
+    // Bad flags are named.
+    for (args, needle) in [
+        (&["--fault", "slow"][..], "unknown fault mode \"slow\""),
+        (&["--delay", "-1"][..], "must be finite and not negative"),
+        (
+            &["--delay", "soon"][..],
+            "\"soon\" is not a number of seconds",
+        ),
+        (&["--port", "70000"][..], "--port"),
+    ] {
+        let out = Command::new(slow_server_binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
