@@ -75,7 +75,9 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 /// A misbehaviour the server can put on a request: the `/fault/NAME` paths,
 /// or, through [`ServerConfig::fault`], every request. Each is something a
-/// real server or network does to a crawler's `fetch`.
+/// real server or network does to a crawler's `fetch`. (No Python
+/// counterpart: the tutorials' server always behaved; the 500 Lines
+/// crawler's `max_tries` and error handling exist for servers that don't.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fault {
     /// `reset-headers`: part of the response head, then a TCP reset
@@ -158,8 +160,11 @@ impl FromStr for Fault {
     }
 }
 
-/// How to run the server: the tutorials' server had port 5000 and a one
-/// second delay; the site is a tree of `pages` pages, `fanout` links each.
+/// How to run the server: the tutorials' `host = "127.0.0.1"`, `port = 5000`
+/// and the one-second wait of each answer, plus the shape of the site (a
+/// tree of `pages` pages, `fanout` links each, for the crawler). The default
+/// port is 0 (any free port), so embedded servers never collide; the
+/// `slow_server` example defaults to 5000 like the tutorials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Port on 127.0.0.1; 0 lets the OS pick one (see [`ServerHandle::port`]).
@@ -187,7 +192,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// What the server has done so far.
+/// What the server has done so far (no Python counterpart; the figures
+/// the C10K tests and NOTES.md report).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
     /// Requests whose head was read and parsed (each got its answer, or its
@@ -228,8 +234,10 @@ impl SharedStats {
     }
 }
 
-/// A running server. Dropping it stops the server, as [`stop`](Self::stop)
-/// does.
+/// A running server, as Python's `socketserver` object serving on a
+/// background thread: [`addr`](Self::addr) is `server.server_address`,
+/// [`stop`](Self::stop) is `server.shutdown()` + `thread.join()`. Dropping
+/// it stops the server too.
 pub struct ServerHandle {
     addr: SocketAddr,
     stats: Arc<SharedStats>,
@@ -292,7 +300,8 @@ impl fmt::Debug for ServerHandle {
     }
 }
 
-/// Starts the slow server on a new thread with its own event loop, and
+/// Starts the slow server on a new thread with its own event loop (as
+/// `threading.Thread(target=server.serve_forever).start()` would), and
 /// returns once it listens on `127.0.0.1:port` (so a client may connect at
 /// once). Raises the open-file soft limit to the hard limit first, for the
 /// C10K runs. Binding errors (`[Errno 98] Address already in use`) are
