@@ -1,0 +1,1249 @@
+//! Tests of the 500 Lines crawler (`pyfiber::crawler`), mirroring the
+//! chapter's test suite: links and a 404, cycles, off-host links, strict vs
+//! lenient, exclude, roots, redirects, max_tasks, max_tries, charsets,
+//! content types, schemes, timeouts; plus a crawl of a site served by
+//! `python3 -m http.server` and a comparison with the Python twin.
+//!
+//! Every crawl here goes through `crawl()`, which checks the crawler's
+//! promise: each URL it queued has exactly one outcome.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pyfiber::crawler::{self, Crawler, CrawlerOptions, Outcome, Queue};
+use pyfiber::server::{self, ServerConfig, ServerHandle};
+use pyfiber::{get_event_loop, Exception, Generator, Task, Value};
+
+const DELAY: Duration = Duration::from_millis(20);
+
+fn options() -> CrawlerOptions {
+    CrawlerOptions {
+        max_tasks: 10,
+        timeout: Duration::from_secs(5),
+        ..CrawlerOptions::default()
+    }
+}
+
+fn tree_server(pages: usize, fanout: usize) -> ServerHandle {
+    server::spawn(ServerConfig {
+        port: 0,
+        delay: DELAY,
+        pages,
+        fanout,
+        fault: None,
+    })
+    .expect("the embedded server starts")
+}
+
+/// Crawls to the end and checks that every queued URL has one outcome and
+/// nothing is left in the queue.
+fn crawl(roots: &[String], options: CrawlerOptions) -> Rc<Crawler> {
+    let crawler = Crawler::new(roots, options).expect("valid crawler");
+    crawler.run().expect("the crawl finishes");
+    crawler.check_outcomes().expect("one outcome per URL");
+    assert_eq!(crawler.q.qsize(), 0, "nothing left to do");
+    assert_eq!(crawler.q.unfinished_tasks(), 0);
+    assert_eq!(crawler.done().len(), crawler.seen_urls().len());
+    crawler
+}
+
+/// URL → (outcome, exception name) of a finished crawl, with `base`
+/// (`http://127.0.0.1:PORT`) cut off the URLs on it.
+fn outcomes(crawler: &Crawler, base: &str) -> BTreeMap<String, (Outcome, String)> {
+    crawler
+        .done()
+        .into_iter()
+        .map(|s| {
+            let url = s.url.strip_prefix(base).unwrap_or(&s.url).to_string();
+            let exc = s
+                .exception
+                .as_ref()
+                .map(|e| e.name().to_string())
+                .unwrap_or_default();
+            (url, (s.outcome(), exc))
+        })
+        .collect()
+}
+
+fn base_of(server: &ServerHandle) -> String {
+    server.url("")
+}
+
+/// The tree site's pages reachable from `roots`, computed from the site's
+/// definition (page N links to N*fanout+1 ..= N*fanout+fanout below
+/// `pages`), skipping pages `skip` rejects: what the crawler must find.
+fn tree_reachable(
+    roots: &[usize],
+    pages: usize,
+    fanout: usize,
+    skip: impl Fn(usize) -> bool,
+) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<usize> = roots.to_vec();
+    while let Some(n) = todo.pop() {
+        if n >= pages || skip(n) || !seen.insert(n) {
+            continue;
+        }
+        todo.extend((n * fanout + 1..=n * fanout + fanout).filter(|&c| c < pages));
+    }
+    seen
+}
+
+fn page_path(n: usize) -> String {
+    if n == 0 {
+        "/".to_string()
+    } else {
+        format!("/{n}")
+    }
+}
+
+/// Waits (bounded) until the server has no connection open: the crawler
+/// closed every socket it opened.
+fn assert_all_closed(server: &ServerHandle) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.stats().open_connections != 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.stats().open_connections, 0, "a socket was left open");
+}
+
+// ---------------------------------------------------------------------------
+// A tiny std::net site for link structures the embedded server does not
+// have: one thread, one connection at a time, HTTP/1.0, counting requests.
+
+type Page = (u16, &'static str, Vec<u8>);
+
+struct MiniSite {
+    port: u16,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl MiniSite {
+    fn start(pages: Vec<(&str, Page)>) -> MiniSite {
+        let pages: HashMap<String, Page> = pages
+            .into_iter()
+            .map(|(path, page)| (path.to_string(), page))
+            .collect();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (hits2, stop2) = (hits.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            // Bounded: stops when told, and after 60 s in any case.
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < until {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                *hits2.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                let (status, ctype, body) = pages.get(&path).cloned().unwrap_or((
+                    404,
+                    "text/html",
+                    b"<title>404 Not Found</title>".to_vec(),
+                ));
+                let _ = write!(
+                    conn,
+                    "HTTP/1.0 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        MiniSite {
+            port,
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn hits(&self) -> HashMap<String, usize> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+impl Drop for MiniSite {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn html(body: &str) -> Page {
+    (200, "text/html; charset=utf-8", body.as_bytes().to_vec())
+}
+
+// ---------------------------------------------------------------------------
+// Links, cycles, 404s.
+
+#[test]
+fn follows_links_through_a_cycle_and_reports_a_404() {
+    let site = MiniSite::start(vec![
+        (
+            "/",
+            html(r#"<a href="/a">a</a> <A HREF='b'>b</A> <a href="/missing">x</a>"#),
+        ),
+        (
+            "/a",
+            html(r#"<a href="/">home</a> <a href="/b#part">b</a>"#),
+        ),
+        ("/b", html(r#"<a href="a">a</a> <a href="./">home</a>"#)),
+    ]);
+    let crawler = crawl(&[site.url("/")], options());
+    let got = outcomes(&crawler, &site.url(""));
+    let expected: BTreeMap<String, (Outcome, String)> = [
+        ("/", Outcome::Html),
+        ("/a", Outcome::Html),
+        ("/b", Outcome::Html),
+        ("/missing", Outcome::Other),
+    ]
+    .into_iter()
+    .map(|(u, o)| (u.to_string(), (o, String::new())))
+    .collect();
+    assert_eq!(got, expected);
+    // Each page was fetched exactly once, the cycle notwithstanding.
+    let hits = site.hits();
+    for path in ["/", "/a", "/b", "/missing"] {
+        assert_eq!(hits.get(path), Some(&1), "{path} fetched once: {hits:?}");
+    }
+    let missing = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.ends_with("/missing"))
+        .unwrap();
+    assert_eq!(missing.status, Some(404));
+    let root = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url == site.url("/"))
+        .unwrap();
+    assert_eq!((root.num_urls, root.num_new_urls), (3, 3));
+    assert_eq!(root.encoding.as_deref(), Some("utf-8"));
+}
+
+#[test]
+fn crawls_the_whole_tree_site_once() {
+    let (pages, fanout) = (40, 3);
+    let server = tree_server(pages, fanout);
+    let crawler = crawl(&[server.url("/")], options());
+    let expected: BTreeSet<String> = tree_reachable(&[0], pages, fanout, |_| false)
+        .into_iter()
+        .map(page_path)
+        .collect();
+    let got = outcomes(&crawler, &base_of(&server));
+    assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert!(got.values().all(|(o, _)| *o == Outcome::Html));
+    assert_eq!(server.stats().requests, pages as u64);
+    assert_all_closed(&server);
+}
+
+#[test]
+fn off_host_links_and_other_schemes_are_dropped() {
+    // pages = 2: /1 exists and has no children.
+    let server = tree_server(2, 10);
+    let crawler = crawl(&[server.url("/offhost")], options());
+    let got = outcomes(&crawler, &base_of(&server));
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["/1".to_string(), "/offhost".to_string()]
+    );
+    for link in server::OFFHOST_LINKS {
+        if !link.starts_with("/1") {
+            assert!(
+                !crawler.seen_urls().iter().any(|u| u.contains(link)),
+                "{link} must not be crawled"
+            );
+        }
+    }
+    let offhost = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.ends_with("/offhost"))
+        .unwrap();
+    assert_eq!(offhost.num_urls, 1, "only /1 is allowed");
+    assert_eq!(server.stats().requests, 2);
+}
+
+// ---------------------------------------------------------------------------
+// Which URLs are allowed.
+
+#[test]
+fn strict_host_checking_toggles_www_only() {
+    let crawler = Crawler::new(&["example.com"], options()).unwrap();
+    assert_eq!(crawler.roots, vec!["http://example.com/".to_string()]);
+    assert!(crawler.url_allowed("http://example.com/x"));
+    assert!(crawler.url_allowed("http://www.example.com/x"));
+    assert!(
+        crawler.url_allowed("https://EXAMPLE.com:8443/x"),
+        "port ignored"
+    );
+    assert!(!crawler.url_allowed("http://foo.example.com/"));
+    assert!(!crawler.url_allowed("http://www.www.example.com/"));
+    assert!(!crawler.url_allowed("http://example.org/"));
+
+    let www = Crawler::new(&["http://www.example.com/"], options()).unwrap();
+    assert!(www.url_allowed("http://example.com/"));
+    assert!(!www.url_allowed("http://foo.example.com/"));
+}
+
+#[test]
+fn lenient_host_checking_compares_the_last_two_labels() {
+    let lenient = CrawlerOptions {
+        strict: false,
+        ..options()
+    };
+    let crawler = Crawler::new(&["http://www.example.com/"], lenient).unwrap();
+    assert!(crawler.url_allowed("http://example.com/"));
+    assert!(crawler.url_allowed("http://foo.example.com/"));
+    assert!(crawler.url_allowed("http://a.b.example.com:81/"));
+    assert!(!crawler.url_allowed("http://example.org/"));
+    assert!(!crawler.url_allowed("http://badexample.com/"));
+    assert!(!crawler.url_allowed("http://ample.com/"));
+    assert_eq!(crawler::lenient_host("a.b.example.com"), "example.com");
+}
+
+#[test]
+fn ip_literal_roots_match_exactly_in_both_modes() {
+    for strict in [true, false] {
+        let opts = CrawlerOptions {
+            strict,
+            ..options()
+        };
+        let crawler = Crawler::new(&["127.0.0.1:8080"], opts).unwrap();
+        assert!(
+            crawler.url_allowed("http://127.0.0.1:9999/x"),
+            "port ignored"
+        );
+        assert!(!crawler.url_allowed("http://127.0.0.2/"), "strict={strict}");
+        assert!(!crawler.url_allowed("http://10.0.0.1/"), "strict={strict}");
+        assert!(!crawler.url_allowed("http://localhost/"), "strict={strict}");
+    }
+}
+
+#[test]
+fn non_http_schemes_are_not_allowed() {
+    let crawler = Crawler::new(&["http://example.com/"], options()).unwrap();
+    for url in [
+        "mailto:a@example.com",
+        "ftp://example.com/f",
+        "javascript:void(0)",
+        "file:///etc/passwd",
+        "data:text/html,hi",
+    ] {
+        assert!(!crawler.url_allowed(url), "{url}");
+    }
+    assert!(crawler.url_allowed("https://example.com/"));
+}
+
+#[test]
+fn exclude_is_checked_first_and_prunes_the_crawl() {
+    let (pages, fanout) = (31, 5);
+    let server = tree_server(pages, fanout);
+    let opts = CrawlerOptions {
+        exclude: Some(r"/[12]$".to_string()),
+        ..options()
+    };
+    let crawler = crawl(&[server.url("/")], opts);
+    assert!(!crawler.url_allowed(&server.url("/1")));
+    let expected: BTreeSet<String> = tree_reachable(&[0], pages, fanout, |n| n == 1 || n == 2)
+        .into_iter()
+        .map(page_path)
+        .collect();
+    let got: BTreeSet<String> = outcomes(&crawler, &base_of(&server)).into_keys().collect();
+    assert_eq!(got, expected);
+    assert_eq!(server.stats().requests, expected.len() as u64);
+}
+
+#[test]
+fn multiple_roots_collapse_and_are_crawled_together() {
+    let (pages, fanout) = (31, 5);
+    let server = tree_server(pages, fanout);
+    let port = server.port();
+    let roots = vec![
+        server.url("/1"),
+        format!("127.0.0.1:{port}/1"), // schemeless duplicate
+        format!("http://127.0.0.1:{port}/1#top"), // fragment duplicate
+        server.url("/2"),
+        format!("localhost:{port}/3"),
+    ];
+    let crawler = crawl(&roots, options());
+    assert_eq!(
+        crawler.roots,
+        vec![
+            server.url("/1"),
+            server.url("/2"),
+            format!("http://localhost:{port}/3")
+        ]
+    );
+    let mut expected: BTreeSet<String> = tree_reachable(&[1, 2], pages, fanout, |_| false)
+        .into_iter()
+        .map(|n| server.url(&page_path(n)))
+        .collect();
+    expected.extend(
+        tree_reachable(&[3], pages, fanout, |_| false)
+            .into_iter()
+            .map(|n| format!("http://localhost:{port}{}", page_path(n))),
+    );
+    let got: BTreeSet<String> = crawler.done().into_iter().map(|s| s.url).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_deep_root_with_a_fragment_joins_relative_links_onto_its_path() {
+    let site = MiniSite::start(vec![
+        (
+            "/dir/page",
+            html(r#"<a href="other">o</a> <a href="../top#x">t</a> <a href="page#self">s</a>"#),
+        ),
+        ("/dir/other", html("no links")),
+        ("/top", html("no links")),
+    ]);
+    let crawler = crawl(&[site.url("/dir/page#section")], options());
+    let got: BTreeSet<String> = outcomes(&crawler, &site.url(""))
+        .into_iter()
+        .map(|(u, (o, _))| {
+            assert_eq!(o, Outcome::Html, "{u}");
+            u
+        })
+        .collect();
+    let expected: BTreeSet<String> = ["/dir/page", "/dir/other", "/top"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(site.hits().get("/dir/page"), Some(&1));
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let none: [&str; 0] = [];
+    let cases: Vec<(Result<Rc<Crawler>, Exception>, &str)> = vec![
+        (Crawler::new(&none, options()), "no root"),
+        (
+            Crawler::new(&["ftp://example.com/"], options()),
+            "'ftp://example.com/'",
+        ),
+        (Crawler::new(&["http://"], options()), "'http://'"),
+        (
+            Crawler::new(
+                &["example.com"],
+                CrawlerOptions {
+                    exclude: Some("(".into()),
+                    ..options()
+                },
+            ),
+            "--exclude '('",
+        ),
+        (
+            Crawler::new(
+                &["example.com"],
+                CrawlerOptions {
+                    max_tasks: 0,
+                    ..options()
+                },
+            ),
+            "max_tasks",
+        ),
+        (
+            Crawler::new(
+                &["example.com"],
+                CrawlerOptions {
+                    max_tries: 0,
+                    ..options()
+                },
+            ),
+            "max_tries",
+        ),
+    ];
+    for (result, needle) in cases {
+        let err = result.expect_err(needle);
+        assert_eq!(err.name(), "ValueError");
+        assert!(
+            err.to_string().contains(needle),
+            "{} lacks {needle}",
+            err.line()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Redirects.
+
+#[test]
+fn a_redirect_chain_is_followed_to_the_page() {
+    let server = tree_server(1, 10); // `/` has no children
+    let crawler = crawl(&[server.url("/redirect/3")], options());
+    let got = outcomes(&crawler, &base_of(&server));
+    let expected: BTreeMap<String, (Outcome, String)> = [
+        ("/redirect/3", Outcome::Redirect),
+        ("/redirect/2", Outcome::Redirect),
+        ("/redirect/1", Outcome::Redirect),
+        ("/redirect/0", Outcome::Redirect),
+        ("/", Outcome::Html),
+    ]
+    .into_iter()
+    .map(|(u, o)| (u.to_string(), (o, String::new())))
+    .collect();
+    assert_eq!(got, expected);
+    let first = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.ends_with("/redirect/3"))
+        .unwrap();
+    assert_eq!(first.status, Some(302));
+    assert_eq!(first.next_url, Some(server.url("/redirect/2")));
+}
+
+#[test]
+fn a_redirect_chain_past_max_redirect_ends_in_too_many_redirects() {
+    let server = tree_server(1, 10);
+    let opts = CrawlerOptions {
+        max_redirect: 2,
+        ..options()
+    };
+    let crawler = crawl(&[server.url("/redirect/3")], opts);
+    let got = outcomes(&crawler, &base_of(&server));
+    let expected: BTreeMap<String, (Outcome, String)> = [
+        ("/redirect/3", (Outcome::Redirect, "")),
+        ("/redirect/2", (Outcome::Redirect, "")),
+        ("/redirect/1", (Outcome::Error, "TooManyRedirects")),
+    ]
+    .into_iter()
+    .map(|(u, (o, e))| (u.to_string(), (o, e.to_string())))
+    .collect();
+    assert_eq!(got, expected);
+    let last = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.ends_with("/redirect/1"))
+        .unwrap();
+    let message = last.exception.unwrap().to_string();
+    assert!(message.contains("redirect limit reached"), "{message}");
+    assert!(message.contains("/redirect/0"), "{message}");
+    assert_eq!(server.stats().requests, 3);
+
+    // max_redirect 0: the first redirect is already too many.
+    let zero = CrawlerOptions {
+        max_redirect: 0,
+        ..options()
+    };
+    let crawler = crawl(&[server.url("/redirect/1")], zero);
+    assert_eq!(crawler.done().len(), 1);
+    assert_eq!(crawler.done()[0].outcome(), Outcome::Error);
+}
+
+#[test]
+fn a_redirect_cycle_ends_with_each_url_fetched_once() {
+    let server = tree_server(1, 10);
+    let crawler = crawl(&[server.url("/redirect-loop/a")], options());
+    let got = outcomes(&crawler, &base_of(&server));
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.values().all(|(o, _)| *o == Outcome::Redirect),
+        "{got:?}"
+    );
+    assert_eq!(server.stats().requests, 2);
+}
+
+#[test]
+fn redirects_join_relative_locations_and_coalesce_on_seen_urls() {
+    let server = tree_server(4, 10); // `/`, /1, /2, /3; / links to all three
+    let port = server.port();
+    let abs = format!("http%3A%2F%2F127.0.0.1%3A{port}%2F2");
+    let roots = vec![
+        server.url("/redirect-to?code=301&to=1%23frag"), // relative, with fragment
+        server.url(&format!("/redirect-to?code=307&to={abs}")), // absolute
+        server.url("/redirect-to?code=308&to=http%3A%2F%2Fexample.com%2F"), // off-host
+        server.url("/redirect/1"),
+        server.url("/redirect/0"), // /redirect/1 points here: seen already
+    ];
+    let crawler = crawl(&roots, options());
+    let by_url: HashMap<String, _> = crawler
+        .done()
+        .into_iter()
+        .map(|s| (s.url.clone(), s))
+        .collect();
+    assert_eq!(
+        by_url[&roots[0]].next_url,
+        Some(server.url("/1")),
+        "joined onto /redirect-to, fragment dropped"
+    );
+    assert_eq!(by_url[&roots[0]].status, Some(301));
+    assert_eq!(by_url[&roots[1]].next_url, Some(server.url("/2")));
+    assert_eq!(by_url[&roots[1]].status, Some(307));
+    assert_eq!(by_url[&roots[2]].outcome(), Outcome::Redirect);
+    assert_eq!(
+        by_url[&roots[2]].next_url.as_deref(),
+        Some("http://example.com/")
+    );
+    assert!(
+        !crawler.seen_urls().contains("http://example.com/"),
+        "not followed"
+    );
+    assert_eq!(by_url[&roots[3]].next_url, Some(roots[4].clone()));
+    let expected: BTreeSet<String> = roots
+        .iter()
+        .cloned()
+        .chain(["/", "/1", "/2", "/3"].iter().map(|p| server.url(p)))
+        .collect();
+    assert_eq!(by_url.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    // One request per URL: no URL was fetched twice.
+    assert_eq!(server.stats().requests, expected.len() as u64);
+}
+
+// ---------------------------------------------------------------------------
+// max_tasks and max_tries.
+
+#[test]
+fn max_tasks_caps_the_concurrency_the_server_sees_exactly() {
+    // `/` links to 40 pages: many more than the tasks.
+    for max_tasks in [1, 7] {
+        let server = tree_server(41, 40);
+        let opts = CrawlerOptions {
+            max_tasks,
+            ..options()
+        };
+        let crawler = crawl(&[server.url("/")], opts);
+        assert_eq!(crawler.done().len(), 41);
+        let stats = server.stats();
+        assert_eq!(stats.peak_concurrency, max_tasks, "max_tasks={max_tasks}");
+        assert_eq!(stats.requests, 41);
+    }
+}
+
+#[test]
+fn max_tries_retries_a_server_that_drops_connections() {
+    let server = tree_server(1, 10);
+    let opts = CrawlerOptions {
+        max_tries: 4,
+        ..options()
+    };
+    let roots = vec![server.url("/flaky/3/ok"), server.url("/flaky/4/down")];
+    let crawler = crawl(&roots, opts);
+    let by_url: HashMap<String, _> = crawler
+        .done()
+        .into_iter()
+        .map(|s| (s.url.clone(), s))
+        .collect();
+    let ok = &by_url[&roots[0]];
+    assert_eq!(ok.outcome(), Outcome::Html, "succeeds on the 4th try");
+    let down = &by_url[&roots[1]];
+    assert_eq!(down.outcome(), Outcome::Error);
+    let exc = down.exception.clone().unwrap();
+    assert_eq!(exc.name(), "RemoteDisconnected", "{}", exc.line());
+    assert_eq!(server.stats().requests, 8, "4 tries each");
+
+    // max_tries 1: no retry at all.
+    let server = tree_server(1, 10);
+    let once = CrawlerOptions {
+        max_tries: 1,
+        ..options()
+    };
+    let crawler = crawl(&[server.url("/flaky/1/x")], once);
+    assert_eq!(crawler.done()[0].outcome(), Outcome::Error);
+    assert_eq!(server.stats().requests, 1);
+}
+
+#[test]
+fn a_refused_connection_is_an_error_after_max_tries() {
+    // A port nobody listens on: bind, note it, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = CrawlerOptions {
+        max_tries: 2,
+        ..options()
+    };
+    let crawler = crawl(&[format!("http://127.0.0.1:{port}/")], opts);
+    let stat = &crawler.done()[0];
+    assert_eq!(
+        stat.exception.as_ref().map(Exception::name),
+        Some("ConnectionRefusedError")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Timeouts and broken responses.
+
+#[test]
+fn a_stalled_request_times_out_and_its_socket_is_closed() {
+    let server = tree_server(1, 10);
+    let timeout = Duration::from_millis(150);
+    let opts = CrawlerOptions {
+        max_tries: 2,
+        timeout,
+        ..options()
+    };
+    let started = Instant::now();
+    let crawler = crawl(
+        &[server.url("/fault/stall"), server.url("/fault/trickle")],
+        opts,
+    );
+    assert!(started.elapsed() >= timeout * 2, "two tries of the timeout");
+    for stat in crawler.done() {
+        let exc = stat.exception.unwrap();
+        assert_eq!(exc.name(), "TimeoutError", "{}: {}", stat.url, exc.line());
+    }
+    assert_eq!(server.stats().requests, 4);
+    assert_all_closed(&server);
+}
+
+#[test]
+fn broken_responses_are_errors_with_the_reason() {
+    let server = tree_server(1, 10);
+    let opts = CrawlerOptions {
+        max_tries: 1,
+        max_body: 1 << 20,
+        ..options()
+    };
+    let paths = [
+        "/fault/reset-headers",
+        "/fault/reset-body",
+        "/fault/garbage",
+        "/fault/close",
+        "/fault/huge",
+    ];
+    let roots: Vec<String> = paths.iter().map(|p| server.url(p)).collect();
+    let crawler = crawl(&roots, opts);
+    let got = outcomes(&crawler, &base_of(&server));
+    assert_eq!(got.len(), paths.len());
+    for (url, (outcome, exc)) in &got {
+        assert_eq!(*outcome, Outcome::Error, "{url}");
+        assert!(!exc.is_empty(), "{url}");
+    }
+    assert_eq!(got["/fault/close"].1, "RemoteDisconnected");
+    assert_eq!(got["/fault/huge"].1, "ResponseTooLarge");
+    assert_eq!(got["/fault/garbage"].1, "ValueError");
+    assert_all_closed(&server);
+}
+
+// ---------------------------------------------------------------------------
+// Charsets and content types.
+
+#[test]
+fn charsets_come_from_the_content_type() {
+    let server = tree_server(2, 10);
+    let crawler = crawl(
+        &[
+            server.url("/charset/latin-1"),
+            server.url("/fault/not-utf8"),
+        ],
+        options(),
+    );
+    let by_url: HashMap<String, _> = crawler
+        .done()
+        .into_iter()
+        .map(|s| (s.url.clone(), s))
+        .collect();
+    let latin = &by_url[&server.url("/charset/latin-1")];
+    assert_eq!(latin.outcome(), Outcome::Html);
+    assert_eq!(latin.encoding.as_deref(), Some("latin-1"));
+    assert_eq!(latin.num_urls, 1);
+    assert!(
+        by_url.contains_key(&server.url("/1")),
+        "its link was followed"
+    );
+    let bad = &by_url[&server.url("/fault/not-utf8")];
+    assert_eq!(bad.outcome(), Outcome::Error);
+    assert_eq!(bad.exception.as_ref().unwrap().name(), "UnicodeDecodeError");
+    assert_eq!(bad.status, Some(200));
+}
+
+#[test]
+fn links_are_parsed_from_html_and_xml_only() {
+    let server = tree_server(4, 10);
+    let crawler = crawl(
+        &[server.url("/type/plain"), server.url("/type/xml")],
+        options(),
+    );
+    let got = outcomes(&crawler, &base_of(&server));
+    let expected: BTreeMap<String, (Outcome, String)> = [
+        ("/type/plain", Outcome::Other),
+        ("/type/xml", Outcome::Other),
+        ("/3", Outcome::Html),
+    ]
+    .into_iter()
+    .map(|(u, o)| (u.to_string(), (o, String::new())))
+    .collect();
+    assert_eq!(got, expected, "/2 (linked from text/plain) is not followed");
+    let types: BTreeMap<String, Option<String>> = crawler
+        .done()
+        .into_iter()
+        .map(|s| (s.url, s.content_type))
+        .collect();
+    assert_eq!(
+        types[&server.url("/type/xml")].as_deref(),
+        Some("application/xml")
+    );
+    assert_eq!(
+        types[&server.url("/type/plain")].as_deref(),
+        Some("text/plain")
+    );
+}
+
+#[test]
+fn an_https_link_is_allowed_but_cannot_be_fetched() {
+    let site = MiniSite::start(vec![(
+        "/",
+        html(r#"<a href="https://127.0.0.1/secure">s</a>"#),
+    )]);
+    let crawler = crawl(&[site.url("/")], options());
+    let secure = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.starts_with("https://"))
+        .expect("queued");
+    let exc = secure.exception.unwrap();
+    assert_eq!(exc.name(), "ValueError");
+    assert!(exc.to_string().contains("only http://"), "{}", exc.line());
+}
+
+// ---------------------------------------------------------------------------
+// The report.
+
+fn python3(script: &str, stdin: &[u8]) -> String {
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 on PATH");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 failed on its input");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_report_has_the_chapters_shape() {
+    let server = tree_server(4, 10);
+    let roots = vec![
+        server.url("/"),
+        server.url("/redirect/0"),
+        server.url("/nope"),
+        server.url("/type/plain"),
+        server.url("/flaky/9/never"),
+    ];
+    let opts = CrawlerOptions {
+        max_tries: 1,
+        ..options()
+    };
+    let crawler = crawl(&roots, opts);
+    let mut out = Vec::new();
+    crawler::report(&crawler, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "*** Report ***");
+    let n = crawler.done().len();
+    let url_lines = &lines[1..=n];
+    let mut sorted_lines = url_lines.to_vec();
+    sorted_lines.sort_by_key(|l| l.split(' ').next().unwrap().to_string());
+    assert_eq!(url_lines, sorted_lines.as_slice(), "sorted by URL");
+    let b = base_of(&server);
+    assert!(url_lines
+        .iter()
+        .any(|l| l.starts_with(&format!("{b}/ 200 text/html utf-8 ")) && l.ends_with(" 3/3")));
+    assert!(url_lines.contains(&format!("{b}/redirect/0 302 redirect {b}/").as_str()));
+    assert!(url_lines
+        .iter()
+        .any(|l| l.starts_with(&format!("{b}/nope 404 None None "))));
+    assert!(url_lines
+        .iter()
+        .any(|l| l.starts_with(&format!("{b}/type/plain 200 text/plain utf-8 "))));
+    assert!(url_lines.contains(
+        &format!(
+            "{b}/flaky/9/never error RemoteDisconnected: Remote end closed connection without response"
+        )
+        .as_str()
+    ));
+    let finished = lines[n + 1];
+    assert!(
+        finished.starts_with(&format!("Finished {n} urls in ")),
+        "{finished}"
+    );
+    assert!(finished.contains(" secs (max_tasks=10) ("), "{finished}");
+    assert!(finished.ends_with(" urls/sec/task)"), "{finished}");
+    for counter in [
+        "         4 html",
+        "         1 redirect",
+        "         1 other",
+        "         1 error",
+        "         1 status_404",
+        "         1 fail",
+        "         1 fail_RemoteDisconnected",
+    ] {
+        assert!(lines.contains(&counter), "{counter:?} in\n{text}");
+    }
+    let tail = &lines[lines.len() - 3..];
+    assert_eq!(tail[0], "Todo: 0");
+    assert_eq!(tail[1], format!("Done: {n}"));
+    assert!(tail[2].starts_with("Date: ") && tail[2].ends_with(" UTC"));
+}
+
+#[test]
+fn the_json_report_parses_and_says_the_same() {
+    let server = tree_server(4, 10);
+    let roots = vec![
+        server.url("/"),
+        server.url("/redirect/0"),
+        server.url("/nope"),
+    ];
+    let crawler = crawl(&roots, options());
+    let mut out = Vec::new();
+    crawler::report_json(&crawler, &mut out).unwrap();
+    let summary = python3(
+        "import json,sys\n\
+         d=json.load(sys.stdin)\n\
+         print(d['done'], d['todo'], d['max_tasks'], len(d['urls']), d['stats'].get('html'))\n\
+         for u in d['urls']: print(u['url'], u['outcome'], u['status'])",
+        &out,
+    );
+    let mut lines = summary.lines();
+    assert_eq!(lines.next(), Some("6 0 10 6 4"));
+    let mut expected: Vec<String> = crawler
+        .done()
+        .into_iter()
+        .map(|s| format!("{} {} {}", s.url, s.outcome(), s.status.unwrap()))
+        .collect();
+    expected.sort();
+    assert_eq!(lines.map(String::from).collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn the_date_line_is_pythons_asctime_in_utc() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let stamps = [0u64, 951_782_400, 1_700_000_000, 4_102_444_799];
+    let expected = python3(
+        "import sys,time\n\
+         for t in sys.stdin.read().split(): print(time.asctime(time.gmtime(int(t))))",
+        stamps
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .as_bytes(),
+    );
+    let got: Vec<String> = stamps
+        .iter()
+        .map(|&t| crawler::report::ctime(UNIX_EPOCH + Duration::from_secs(t)))
+        .collect();
+    assert_eq!(got, expected.lines().collect::<Vec<_>>());
+    assert!(!crawler::report::ctime(SystemTime::now()).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// The Queue.
+
+#[test]
+fn the_queue_has_asyncio_semantics() {
+    let q: Queue<i64> = Queue::new();
+    assert_eq!(
+        q.task_done().unwrap_err().line(),
+        "ValueError: task_done() called too many times"
+    );
+    assert_eq!(q.get_nowait().unwrap_err().name(), "QueueEmpty");
+    let got = Rc::new(std::cell::RefCell::new(Vec::new()));
+    // Two consumers wait before anything is put.
+    let consumers: Vec<Task> = (0..2)
+        .map(|_| {
+            let (q, got) = (q.clone(), got.clone());
+            Task::new(Generator::new(move |co| loop {
+                match q.get(co) {
+                    Ok(item) => got.borrow_mut().push(item),
+                    Err(e) if Queue::<i64>::is_shut_down(&e) => return Ok(Value::None),
+                    Err(e) => return Err(e),
+                }
+                q.task_done()?;
+            }))
+        })
+        .collect();
+    assert!(got.borrow().is_empty());
+    let producer_q = q.clone();
+    let producer = Task::new(Generator::new(move |co| {
+        for i in 0..5 {
+            producer_q.put_nowait(i)?;
+        }
+        assert_eq!(producer_q.unfinished_tasks(), 5);
+        producer_q.join(co)?;
+        producer_q.shutdown();
+        Ok(Value::from(producer_q.unfinished_tasks()))
+    }));
+    let lp = get_event_loop();
+    assert_eq!(lp.run_until_complete(&producer), Ok(Value::Int(0)));
+    for c in &consumers {
+        assert_eq!(lp.run_until_complete(c), Ok(Value::None));
+    }
+    assert_eq!(*got.borrow(), vec![0, 1, 2, 3, 4], "first in, first out");
+    assert_eq!(q.put_nowait(9).unwrap_err().name(), "QueueShutDown");
+}
+
+// ---------------------------------------------------------------------------
+// A real third-party server: python3 -m http.server.
+
+/// A static site: a binary tree of pages spread over directories, linked
+/// with relative paths, plus a text file, a link to a missing page and an
+/// off-host link.
+fn write_static_site(dir: &Path, pages: usize) {
+    let path_of = |i: usize| format!("d{}/p{i}.html", i % 3);
+    for d in 0..3 {
+        std::fs::create_dir_all(dir.join(format!("d{d}"))).unwrap();
+    }
+    for i in 0..pages {
+        let mut body = format!("<html><head><title>p{i}</title></head><body>\n");
+        for child in [2 * i + 1, 2 * i + 2] {
+            if child < pages {
+                body += &format!("<a href=\"../{}\">p{child}</a>\n", path_of(child));
+            }
+        }
+        if i == 3 {
+            body += "<a href=\"../notes.txt\">notes</a>\n<a href='/missing.html'>gone</a>\n";
+            body += "<a href=\"http://example.com/\">away</a>\n";
+        }
+        body += "<a href=\"../index.html#top\">home</a>\n</body></html>\n";
+        std::fs::write(dir.join(path_of(i)), body).unwrap();
+    }
+    std::fs::write(
+        dir.join("index.html"),
+        format!("<a href=\"{}\">start</a>\n", path_of(0)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("notes.txt"),
+        "href=\"d0/p0.html\" is not a link here\n",
+    )
+    .unwrap();
+    // Never linked: must not be found.
+    std::fs::write(dir.join("orphan.html"), "<a href=\"index.html\">x</a>").unwrap();
+}
+
+/// Walks the generated site on disk, independently of the crawler: the
+/// site-relative paths reachable from `index.html` through `href="..."`
+/// links in .html files, and which of them exist.
+fn walk_static_site(dir: &Path) -> BTreeMap<String, bool> {
+    let href = regex::Regex::new(r#"href=["']([^"'#]+)"#).unwrap();
+    let mut found = BTreeMap::new();
+    let mut todo = vec!["index.html".to_string()];
+    while let Some(rel) = todo.pop() {
+        if found.contains_key(&rel) {
+            continue;
+        }
+        let file = dir.join(&rel);
+        let exists = file.is_file();
+        found.insert(rel.clone(), exists);
+        if !exists || !rel.ends_with(".html") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let parent = Path::new(&rel)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        for cap in href.captures_iter(&text) {
+            let link = &cap[1];
+            if link.contains("://") {
+                continue;
+            }
+            let joined: PathBuf = if let Some(abs) = link.strip_prefix('/') {
+                PathBuf::from(abs)
+            } else {
+                parent.join(link)
+            };
+            let mut parts: Vec<String> = Vec::new();
+            for c in joined.components() {
+                match c {
+                    std::path::Component::ParentDir => {
+                        parts.pop();
+                    }
+                    std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into()),
+                    _ => {}
+                }
+            }
+            todo.push(parts.join("/"));
+        }
+    }
+    found
+}
+
+struct HttpServer(Child);
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn crawls_a_static_site_served_by_python_http_server() {
+    let dir = std::env::temp_dir().join(format!("pyfiber-crawl-site-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    write_static_site(&dir, 25);
+    let expected = walk_static_site(&dir);
+
+    let mut child = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 on PATH");
+    let stdout = child.stdout.take().unwrap();
+    let server = HttpServer(child);
+    // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("http.server says where it listens");
+    let port: u16 = line
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+
+    let root = format!("http://127.0.0.1:{port}/index.html");
+    let crawler = crawl(&[root], options());
+    let base = format!("http://127.0.0.1:{port}/");
+    let got = outcomes(&crawler, &base);
+    let expected_urls: BTreeSet<String> = expected.keys().cloned().collect();
+    assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), expected_urls);
+    let html_pages = expected
+        .iter()
+        .filter(|(p, exists)| **exists && p.ends_with(".html"))
+        .count();
+    assert_eq!(
+        html_pages,
+        25 + 1,
+        "every page and index.html are reachable"
+    );
+    let count = |o: Outcome| got.values().filter(|(x, _)| *x == o).count();
+    assert_eq!(count(Outcome::Html), html_pages);
+    assert_eq!(count(Outcome::Other), 2, "notes.txt and the 404");
+    assert_eq!(count(Outcome::Error), 0);
+    let missing = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.ends_with("/missing.html"))
+        .unwrap();
+    assert_eq!(missing.status, Some(404));
+    assert!(!got.contains_key("orphan.html"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// The Python twin agrees.
+
+#[test]
+fn the_python_twin_finds_the_same_outcomes() {
+    let server = tree_server(4, 10);
+    let roots: Vec<String> = [
+        "/",
+        "/offhost",
+        "/redirect/2",
+        "/redirect-loop/a",
+        "/type/xml",
+        "/type/plain",
+        "/charset/latin-1",
+        "/fault/not-utf8",
+        "/nope",
+        "/flaky/1/again",
+    ]
+    .iter()
+    .map(|p| server.url(p))
+    .collect();
+    let opts = CrawlerOptions {
+        max_tasks: 5,
+        max_redirect: 1,
+        ..options()
+    };
+    let crawler = crawl(&roots, opts);
+    let rust: Vec<String> = {
+        let mut v: Vec<String> = crawler
+            .done()
+            .into_iter()
+            .map(|s| {
+                let exc = s.exception.as_ref().map_or("-", |e| e.name()).to_string();
+                format!("{} {} {exc}", s.url, s.outcome())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/crawl.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(&roots)
+        .args(["--max_tasks=5", "--max_redirect=1", "--json", "-q"])
+        .output()
+        .expect("python3 on PATH");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let python = python3(
+        "import json,sys\n\
+         for u in json.load(sys.stdin)['urls']:\n\
+         \x20   e = u['exception'].split(':')[0] if u['exception'] else '-'\n\
+         \x20   print(u['url'], u['outcome'], e)",
+        &output.stdout,
+    );
+    let python: Vec<String> = python.lines().map(String::from).collect();
+    assert_eq!(rust, python);
+}
+
+#[test]
+fn crawling_leaves_no_unfinished_task() {
+    let server = tree_server(6, 5);
+    let _crawler = crawl(&[server.url("/")], options());
+    assert_eq!(pyfiber::task::unfinished_tasks(), 0);
+}
