@@ -29,14 +29,14 @@
 //!     [--quiet] [--max-fds N]
 //! ```
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use pyfiber::event_loop::{self, callback};
+use pyfiber::event_loop::{self, callback, Callback};
 use pyfiber::net::{raise_nofile_limit, Socket};
 use pyfiber::value::bytes_repr;
 use pyfiber::{Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
@@ -273,7 +273,8 @@ fn serve_callbacks(server: &Rc<Server>) {
 
 /// `yield from wait_for(sock, events)`: suspend this coroutine until `sock`
 /// is ready. The selector callback only settles the future; the Task that
-/// waits on it resumes the coroutine.
+/// waits on it resumes the coroutine. The accept loop waits this way: while
+/// it sleeps after `EMFILE`, the listening socket must not be watched.
 fn wait_for(co: &Co, sock: &Socket, events: u32) -> PyResult<()> {
     let selector = event_loop::selector();
     let f = Future::new();
@@ -306,23 +307,83 @@ fn sock_accept(co: &Co, sock: &Socket) -> PyResult<(Socket, SocketAddr)> {
     }
 }
 
-/// `data = yield from sock_recv(conn, bufsize)`.
-fn sock_recv(co: &Co, conn: &Socket, bufsize: usize) -> PyResult<Vec<u8>> {
+/// A connection's socket, registered with the selector once for as long as
+/// it is open (asyncio's transports keep their reader registered the same
+/// way). The selector callback settles whichever future the coroutine waits
+/// on now; switching between reading and writing is a `modify`. Registering
+/// and unregistering around every wait, as `wait_for` does, would cost two
+/// `epoll_ctl` calls per echo.
+struct Watched {
+    sock: Socket,
+    /// What the registration asks for now.
+    events: Cell<u32>,
+    /// The future the coroutine is waiting on, if it is waiting.
+    waiter: Rc<RefCell<Option<Future>>>,
+    /// The selector callback: settle the waiter.
+    wake: Callback,
+}
+
+impl Watched {
+    /// `selector.register(sock, EVENT_READ, self.wake)`.
+    fn new(sock: Socket) -> PyResult<Watched> {
+        let waiter: Rc<RefCell<Option<Future>>> = Rc::default();
+        let w = waiter.clone();
+        let wake = callback(move || {
+            let f = w.borrow_mut().take();
+            if let Some(f) = f {
+                f.set_result(Value::None);
+            }
+        });
+        event_loop::selector().register(sock.fileno(), EVENT_READ, wake.clone())?;
+        Ok(Watched {
+            sock,
+            events: Cell::new(EVENT_READ),
+            waiter,
+            wake,
+        })
+    }
+
+    /// `yield from conn.wait_for(events)`: suspend until the socket is
+    /// ready for `events`.
+    fn wait_for(&self, co: &Co, events: u32) -> PyResult<()> {
+        if self.events.get() != events {
+            event_loop::selector().modify(self.sock.fileno(), events, self.wake.clone())?;
+            self.events.set(events);
+        }
+        let f = Future::new();
+        *self.waiter.borrow_mut() = Some(f.clone());
+        co.yield_from_future(&f).map(drop)
+    }
+}
+
+impl Drop for Watched {
+    /// `conn.close()`: unregister first, as Python's docs ask, then the
+    /// socket closes.
+    fn drop(&mut self) {
+        let _ = event_loop::selector().unregister(self.sock.fileno());
+    }
+}
+
+/// `data = yield from sock_recv(conn, bufsize)`: wait until readable, then
+/// `recv`, as the tutorials' `fetch` does.
+fn sock_recv(co: &Co, conn: &Watched, bufsize: usize) -> PyResult<Vec<u8>> {
     loop {
-        match conn.recv(bufsize) {
-            Err(Exception::BlockingIOError(_)) => wait_for(co, conn, EVENT_READ)?,
+        conn.wait_for(co, EVENT_READ)?;
+        match conn.sock.recv(bufsize) {
+            Err(Exception::BlockingIOError(_)) => continue,
             other => return other,
         }
     }
 }
 
-/// `yield from sock_sendall(conn, data)`.
-fn sock_sendall(co: &Co, conn: &Socket, data: &[u8]) -> PyResult<()> {
+/// `yield from sock_sendall(conn, data)`: send at once, and wait only for
+/// what the kernel would not take.
+fn sock_sendall(co: &Co, conn: &Watched, data: &[u8]) -> PyResult<()> {
     let mut rest = data;
     while !rest.is_empty() {
-        match conn.send(rest) {
+        match conn.sock.send(rest) {
             Ok(sent) => rest = &rest[sent..],
-            Err(Exception::BlockingIOError(_)) => wait_for(co, conn, EVENT_WRITE)?,
+            Err(Exception::BlockingIOError(_)) => conn.wait_for(co, EVENT_WRITE)?,
             Err(e) => return Err(e),
         }
     }
@@ -331,19 +392,18 @@ fn sock_sendall(co: &Co, conn: &Socket, data: &[u8]) -> PyResult<()> {
 
 /// `handle(conn, addr)`: one connection, written as if it were blocking.
 fn handle(co: &Co, conn: Socket, addr: String, server: Rc<Server>) -> PyResult<Value> {
-    let echoed = (|| -> PyResult<()> {
-        loop {
-            let data = sock_recv(co, &conn, 4096)?;
-            if data.is_empty() {
-                return Ok(());
-            }
-            if !server.quiet {
-                println!("echoing {} to {addr}", bytes_repr(&data));
-            }
-            sock_sendall(co, &conn, &data)?;
+    let echoed = Watched::new(conn).and_then(|conn| loop {
+        let data = sock_recv(co, &conn, 4096)?;
+        if data.is_empty() {
+            return Ok(());
         }
-    })();
+        if !server.quiet {
+            println!("echoing {} to {addr}", bytes_repr(&data));
+        }
+        sock_sendall(co, &conn, &data)?;
+    });
     // try: ... except OSError as e: log ... finally: closing, conn.close()
+    // (the connection was closed when `conn` went out of scope above).
     let outcome = match echoed {
         Err(e) if e.is_os_error() => {
             log_error(&addr, &e);
@@ -352,7 +412,6 @@ fn handle(co: &Co, conn: Socket, addr: String, server: Rc<Server>) -> PyResult<V
         other => other.map(|()| Value::None),
     };
     server.closed(&addr);
-    drop(conn);
     outcome
 }
 

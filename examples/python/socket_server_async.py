@@ -206,7 +206,9 @@ class Task:
 
 
 def wait_for(sock, events):
-    """Suspend until sock is ready for events."""
+    """Suspend until sock is ready for events. The accept loop waits this
+    way: while it sleeps after EMFILE, the listening socket must not be
+    watched."""
     f = Future()
     selector.register(sock, events, lambda: f.set_result(None))
     yield from f
@@ -227,28 +229,64 @@ def sock_accept(sock):
             yield from wait_for(sock, EVENT_READ)
 
 
+class Watched:
+    """A connection's socket, registered with the selector once for as long
+    as it is open (asyncio's transports keep their reader registered the
+    same way). The selector callback settles whichever future the coroutine
+    waits on now; switching between reading and writing is a modify().
+    Registering and unregistering around every wait, as wait_for() does,
+    would cost two epoll_ctl calls per echo."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.events = EVENT_READ
+        self.waiter = None
+        selector.register(sock, EVENT_READ, self.wake)
+
+    def wake(self):
+        f, self.waiter = self.waiter, None
+        if f is not None:
+            f.set_result(None)
+
+    def wait_for(self, events):
+        """Suspend until the socket is ready for events."""
+        if events != self.events:
+            selector.modify(self.sock, events, self.wake)
+            self.events = events
+        self.waiter = Future()
+        yield from self.waiter
+
+    def close(self):
+        selector.unregister(self.sock)
+        self.sock.close()
+
+
 def sock_recv(conn, bufsize):
+    """Wait until readable, then recv(), as the tutorials' fetch does."""
     while True:
+        yield from conn.wait_for(EVENT_READ)
         try:
-            return conn.recv(bufsize)
+            return conn.sock.recv(bufsize)
         except BlockingIOError:
-            yield from wait_for(conn, EVENT_READ)
+            pass
 
 
 def sock_sendall(conn, data):
+    """Send at once, and wait only for what the kernel would not take."""
     view = memoryview(data)
     while view:
         try:
-            sent = conn.send(view)
+            sent = conn.sock.send(view)
         except BlockingIOError:
-            yield from wait_for(conn, EVENT_WRITE)
+            yield from conn.wait_for(EVENT_WRITE)
             continue
         view = view[sent:]
 
 
-def handle(conn, addr):
+def handle(sock, addr):
     """One connection, written as if it were blocking."""
     global open_connections
+    conn = Watched(sock)
     try:
         while True:
             data = yield from sock_recv(conn, 4096)
