@@ -20,6 +20,7 @@
 //! | `asyncio.wait_for(aw, timeout)` | [`wait_for`] (`TimeoutError`) |
 //! | `loop.sock_connect` / `sock_sendall` / `sock_recv` | [`TcpStream`] |
 //! | `asyncio.open_connection(host, port)` | [`open_connection`] → ([`StreamReader`], [`StreamWriter`]) |
+//! | `asyncio.wrap_future(f)` (await a generator-stage [`Future`](crate::Future)) | [`wrap_future`] |
 //! | `asyncio.CancelledError` | `Exception::User { name: "CancelledError", .. }` ([`cancelled_error`]) |
 //!
 //! # How the pieces map
@@ -842,6 +843,32 @@ pub async fn wait_for<T>(aw: impl Future<Output = PyResult<T>>, timeout: Duratio
         Poll::Pending
     })
     .await
+}
+
+/// `asyncio.wrap_future(future)`: awaits one of the generator stages'
+/// [`crate::Future`]s from async code, returning its outcome.
+///
+/// Seed 000's point that `async/await` and `yield from` coroutines "share
+/// one implementation and work together": a `Task` of the generator runtime
+/// (through `task.add_done_callback`) or any future a selector callback
+/// settles can be awaited here, because the done callback simply wakes the
+/// awaiting task.
+pub fn wrap_future(future: &crate::Future) -> impl Future<Output = PyResult<crate::Value>> {
+    let future = future.clone();
+    let signal = Rc::new(Signal::default());
+    let mut armed = false;
+    poll_fn(move |cx| {
+        if future.done() {
+            return Poll::Ready(future.outcome());
+        }
+        signal.set_waker(cx.waker());
+        if !armed {
+            armed = true;
+            let signal = signal.clone();
+            future.add_done_callback(move |_| signal.fire());
+        }
+        Poll::Pending
+    })
 }
 
 // ---------------------------------------------------------------------------

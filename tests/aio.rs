@@ -704,3 +704,24 @@ fn json_free(stdout: &str) -> &str {
     assert!(!stdout.contains("\"stage\""));
     stdout
 }
+
+#[test]
+fn a_generator_stage_future_can_be_awaited() {
+    // async/await and the generator runtime share the loop: a pyfiber
+    // Future settled by a loop timer wakes the task awaiting it.
+    let f = pyfiber::Future::new();
+    let setter = f.clone();
+    event_loop::get_event_loop().call_later(ms(20), move || setter.set_result("chunk"));
+    let start = Instant::now();
+    let got = aio::run(aio::wrap_future(&f)).unwrap();
+    assert_eq!(got, pyfiber::Value::from("chunk"));
+    assert!(start.elapsed() >= ms(20));
+
+    let failed = pyfiber::Future::new();
+    let setter = failed.clone();
+    event_loop::get_event_loop().call_later(ms(5), move || {
+        setter.set_exception(Exception::ValueError("boom".into()))
+    });
+    let e = aio::run(aio::wrap_future(&failed)).unwrap_err();
+    assert_eq!(e.line(), "ValueError: boom");
+}
