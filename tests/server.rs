@@ -892,8 +892,16 @@ fn ten_thousand_concurrent_connections() {
         start_example("", &["--port", "0", "--delay", &delay_arg, "--stop-on-eof"]);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let (load, elapsed) = run_load(addr, C10K, 1000, usize::MAX, Duration::from_secs(60));
+    // The server's peak resident memory, for NOTES.md (not asserted).
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?")
+        .to_string();
     let (served, peak) = stop_example(child, &rx);
-    eprintln!("C10K: {C10K} answers in {elapsed:?}, server peak concurrency {peak}");
+    eprintln!("C10K: {C10K} answers in {elapsed:?}, server peak concurrency {peak}, server {hwm}");
     assert_all_ok(&load);
     assert_eq!(served, C10K);
     assert!(peak >= C10K, "peak concurrency {peak}");
