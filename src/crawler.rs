@@ -289,27 +289,62 @@ fn timeout_error(timeout: Duration, waiting_for: &str) -> Exception {
     )))
 }
 
-/// What one request's coroutines share: the socket and its deadline.
+/// What one request's coroutines share: the socket, its deadline, and
+/// whether the socket is in the selector.
+///
+/// The socket is registered on its first wait, switched between
+/// `EVENT_WRITE` and `EVENT_READ` with `modify` on later ones (as asyncio's
+/// `add_writer`/`add_reader` do), and unregistered when the request ends,
+/// however it ends: two `epoll_ctl` calls per request instead of two per
+/// wait. No stale callback can run in between, because a settled future
+/// resumes its coroutine at once (`set_result` → `Task.step` → `send`), and
+/// the coroutine re-arms the socket before it yields again.
 struct Connection {
     sock: Rc<Socket>,
     deadline: Instant,
     timeout: Duration,
+    registered: Cell<bool>,
 }
 
 impl Connection {
-    /// Waits for `future`, which a selector callback on this socket settles:
-    /// arms a timer that fails it at the deadline, yields it, then (whatever
-    /// happened) cancels the timer and unregisters the socket, so a timed-out
-    /// socket leaves nothing behind in the selector.
-    fn wait(&self, co: &Co<'_>, future: &Future, waiting_for: &str) -> PyResult<Value> {
+    /// `selector.register(fd, events, callback)`, or `modify` once registered.
+    fn arm(&self, events: u32, on_ready: crate::event_loop::Callback) -> PyResult<()> {
+        let event_loop = get_event_loop();
+        let selector = event_loop.selector();
+        if self.registered.get() {
+            selector.modify(self.sock.fileno(), events, on_ready)?;
+        } else {
+            selector.register(self.sock.fileno(), events, on_ready)?;
+            self.registered.set(true);
+        }
+        Ok(())
+    }
+
+    /// `selector.unregister(fd)`, if registered.
+    fn disarm(&self) {
+        if self.registered.replace(false) {
+            let _ = get_event_loop().selector().unregister(self.sock.fileno());
+        }
+    }
+
+    /// Waits for `future`, which the callback armed on this socket settles:
+    /// a timer fails it with `TimeoutError` at the request's deadline. On
+    /// any failure the socket leaves the selector at once (and is closed
+    /// when the `Connection` drops), so a timed-out socket leaves nothing
+    /// behind.
+    fn wait(&self, co: &Co<'_>, future: &Future, waiting_for: &'static str) -> PyResult<Value> {
         let event_loop = get_event_loop();
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let on_timeout = future.clone();
-        let error = timeout_error(self.timeout, waiting_for);
-        let timer = event_loop.call_later(remaining, move || on_timeout.set_exception(error));
+        let timeout = self.timeout;
+        let timer = event_loop.call_later(remaining, move || {
+            on_timeout.set_exception(timeout_error(timeout, waiting_for));
+        });
         let result = co.yield_from_future(future);
         timer.cancel();
-        let _ = event_loop.selector().unregister(self.sock.fileno());
+        if result.is_err() {
+            self.disarm();
+        }
         result
     }
 
@@ -327,11 +362,11 @@ impl Connection {
             sock,
             deadline: Instant::now() + timeout,
             timeout,
+            registered: Cell::new(false),
         };
         let f = Future::new();
         let on_connected = f.clone();
-        get_event_loop().selector().register(
-            conn.sock.fileno(),
+        conn.arm(
             EVENT_WRITE,
             callback(move || on_connected.set_result(Value::None)),
         )?;
@@ -350,8 +385,7 @@ impl Connection {
                 Err(Exception::BlockingIOError(_)) => {
                     let f = Future::new();
                     let on_writable = f.clone();
-                    get_event_loop().selector().register(
-                        self.sock.fileno(),
+                    self.arm(
                         EVENT_WRITE,
                         callback(move || on_writable.set_result(Value::None)),
                     )?;
@@ -376,13 +410,14 @@ impl Connection {
     ///     return chunk
     /// ```
     ///
-    /// A `recv` error (a reset) fails the future instead.
+    /// A `recv` error (a reset) fails the future instead. Register and
+    /// unregister become [`Connection`]'s `arm` (register or modify) and its
+    /// drop.
     fn read(&self, co: &Co<'_>) -> PyResult<Vec<u8>> {
         let f = Future::new();
         let on_readable = f.clone();
         let sock = self.sock.clone();
-        get_event_loop().selector().register(
-            self.sock.fileno(),
+        self.arm(
             EVENT_READ,
             callback(move || match sock.recv(4096) {
                 Ok(chunk) => on_readable.set_result(chunk),
@@ -420,6 +455,14 @@ impl Connection {
             }
         }
         reader.finish()
+    }
+}
+
+impl Drop for Connection {
+    /// `selector.unregister(fd)` then `sock.close()`: the order Python's
+    /// docs ask for.
+    fn drop(&mut self) {
+        self.disarm();
     }
 }
 
