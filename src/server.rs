@@ -600,18 +600,19 @@ impl Conn {
             let parsed = req.parse(&head);
             let too_big = head.len() > MAX_HEAD;
             match parsed {
-                Ok(httparse::Status::Complete(_)) => {
+                Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => {
                     let method = req.method.unwrap_or("GET").to_string();
                     let target = req.path.unwrap_or("/").to_string();
                     drop(head);
                     return self.on_request(server, lp, &method, &target);
                 }
-                Ok(httparse::Status::Partial) if too_big => {
+                // Incomplete and already too big, or complete but too big.
+                Ok(_) if too_big => {
                     drop(head);
                     let detail = format!("request head larger than {MAX_HEAD} bytes");
                     return self.answer_now(server, lp, site::error(431, &detail));
                 }
-                Ok(httparse::Status::Partial) => {}
+                Ok(_) => {}
                 Err(httparse::Error::TooManyHeaders) => {
                     drop(head);
                     let detail = "more than 64 request headers";

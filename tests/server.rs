@@ -360,12 +360,19 @@ fn bad_requests_are_refused_at_once() {
     let mut conn = send_request(srv.addr(), &big, Duration::from_secs(10));
     let a = parse(&read_raw(&mut conn));
     assert_eq!(a.code, 431);
+    // Complete, but too big all the same.
+    big.extend_from_slice(b"\r\n\r\n");
+    let mut conn = send_request(srv.addr(), &big, Duration::from_secs(10));
+    let a = parse(&read_raw(&mut conn));
+    assert_eq!(a.code, 431);
+    assert!(a.text().contains("larger than 65536 bytes"), "{}", a.text());
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "refusals wait for no delay"
     );
-    let post = get(srv.addr(), "/");
-    assert_eq!(post.code, 200);
+    assert_eq!(srv.stop().requests, 0, "refused heads are not requests");
+    // Other methods than GET and HEAD are answered 405 (after the delay).
+    let srv = server(10, 10, 3);
     let mut conn = send_request(
         srv.addr(),
         b"POST / HTTP/1.0\r\n\r\n",
