@@ -362,7 +362,8 @@ fn listen(port: u16) -> io::Result<Socket> {
 fn serve(listener: Socket, watched: UnixStream, config: ServerConfig, stats: Arc<SharedStats>) {
     let lp = get_event_loop();
     let server = Rc::new(Server {
-        listener,
+        listener_fd: listener.as_raw_fd(),
+        listener: RefCell::new(Some(listener)),
         site: Site::new(config.pages, config.fanout, config.fault),
         delay: config.delay,
         stats,
@@ -382,17 +383,23 @@ fn serve(listener: Socket, watched: UnixStream, config: ServerConfig, stats: Arc
     }
     let _ = lp.selector().unregister(watched.as_raw_fd());
     server.stop_accepting(&lp);
+    drop(server.listener.borrow_mut().take());
     let conns: Vec<Rc<Conn>> = server.conns.borrow().values().cloned().collect();
     for conn in conns {
         conn.close(&server, &lp);
     }
-    // Timers of closed connections may still be queued; they hold the
-    // connections (and so the server) alive until this thread's loop goes.
+    // Cancelled timers may still hold closed connections (and the server);
+    // they go with this thread's loop when the thread ends. No callback or
+    // timer holds the loop itself (they look it up with `get_event_loop()`
+    // when they run), so nothing keeps the loop, its epoll fd or the
+    // server alive past the thread.
 }
 
 /// The server's state on its thread.
 struct Server {
-    listener: Socket,
+    /// The listening socket; taken (closed) when the server stops.
+    listener: RefCell<Option<Socket>>,
+    listener_fd: RawFd,
     site: Site,
     delay: Duration,
     stats: Arc<SharedStats>,
@@ -457,11 +464,10 @@ const WRITE_BUDGET: usize = 1024 * 1024;
 impl Server {
     fn start_accepting(self: &Rc<Self>, lp: &EventLoop) -> PyResult<()> {
         let server = self.clone();
-        let lp_cb = get_event_loop();
         lp.selector().register(
-            self.listener.as_raw_fd(),
+            self.listener_fd,
             EVENT_READ,
-            callback(move || server.on_acceptable(&lp_cb)),
+            callback(move || server.on_acceptable(&get_event_loop())),
         )?;
         self.accepting.set(true);
         Ok(())
@@ -469,14 +475,18 @@ impl Server {
 
     fn stop_accepting(&self, lp: &EventLoop) {
         if self.accepting.replace(false) {
-            let _ = lp.selector().unregister(self.listener.as_raw_fd());
+            let _ = lp.selector().unregister(self.listener_fd);
         }
     }
 
     /// The listener is readable: accept until `WouldBlock`.
     fn on_acceptable(self: &Rc<Self>, lp: &Rc<EventLoop>) {
         loop {
-            match self.listener.accept() {
+            let accepted = match self.listener.borrow().as_ref() {
+                Some(listener) => listener.accept(),
+                None => return,
+            };
+            match accepted {
                 Ok((sock, _peer)) => {
                     if let Err(e) = self.on_accepted(lp, sock) {
                         eprintln!("slow server: dropping a connection: {}", e.line());
@@ -497,9 +507,8 @@ impl Server {
                     }
                     self.stop_accepting(lp);
                     let server = self.clone();
-                    let lp_cb = lp.clone();
                     lp.call_later(ACCEPT_BACKOFF, move || {
-                        if let Err(e) = server.start_accepting(&lp_cb) {
+                        if let Err(e) = server.start_accepting(&get_event_loop()) {
                             eprintln!("slow server: cannot accept again: {}", e.line());
                         }
                     });
@@ -536,12 +545,11 @@ impl Server {
         self.stats.opened();
         self.conns.borrow_mut().insert(id, conn.clone());
         let server = self.clone();
-        let lp_cb = lp.clone();
         let c = conn.clone();
         let registered = lp.selector().register(
             conn.fd,
             EVENT_READ,
-            callback(move || c.on_event(&server, &lp_cb)),
+            callback(move || c.on_event(&server, &get_event_loop())),
         );
         match registered {
             Ok(_) => {
@@ -648,10 +656,9 @@ impl Conn {
         }
         let conn = self.clone();
         let server_cb = server.clone();
-        let lp_cb = lp.clone();
         let timer = lp.call_later(server.delay, move || {
             conn.timer.borrow_mut().take();
-            conn.start_answer(&server_cb, &lp_cb, reply);
+            conn.start_answer(&server_cb, &get_event_loop(), reply);
         });
         *self.timer.borrow_mut() = Some(timer);
     }
@@ -773,10 +780,9 @@ impl Conn {
         drop(out);
         let conn = self.clone();
         let server_cb = server.clone();
-        let lp_cb = lp.clone();
         let timer = lp.call_later(TRICKLE_INTERVAL, move || {
             conn.timer.borrow_mut().take();
-            conn.trickle_one(&server_cb, &lp_cb);
+            conn.trickle_one(&server_cb, &get_event_loop());
         });
         *self.timer.borrow_mut() = Some(timer);
     }
@@ -805,12 +811,11 @@ impl Conn {
                 .and_then(|key| selector.modify(self.fd, events, key.data))
         } else {
             let server_cb = server.clone();
-            let lp_cb = lp.clone();
             let c = self.clone();
             selector.register(
                 self.fd,
                 events,
-                callback(move || c.on_event(&server_cb, &lp_cb)),
+                callback(move || c.on_event(&server_cb, &get_event_loop())),
             )
         };
         match result {

@@ -1069,3 +1069,35 @@ fn the_example_stops_on_duration_and_on_sigterm_and_refuses_bad_flags() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn stop_while_answers_wait_closes_them_and_the_listener() {
+    let srv = server(10_000, 10, 3);
+    let addr = srv.addr();
+    let mut waiting: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let request = format!("GET /s?wd={i} HTTP/1.0\r\n\r\n");
+            send_request(addr, request.as_bytes(), Duration::from_secs(10))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats().requests < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(srv.stats().requests, 3);
+    let start = Instant::now();
+    let stats = srv.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        start.elapsed()
+    );
+    assert_eq!((stats.requests, stats.open_connections), (3, 0));
+    assert_eq!(stats.peak_concurrency, 3);
+    for conn in &mut waiting {
+        let raw = read_raw(conn);
+        assert!(raw.bytes.is_empty(), "no answer once stopped");
+    }
+    let err = TcpStream::connect(addr).expect_err("nobody listens after stop()");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+}
