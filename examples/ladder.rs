@@ -64,6 +64,12 @@ struct Cli {
     /// Per-request timeout passed to every stage, in seconds.
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     timeout: f64,
+    /// Use another server (e.g. `slow_server` in its own process) instead of
+    /// starting one here: `{}` is replaced by 0..N-1, e.g.
+    /// 'http://127.0.0.1:5000/s?wd={}'. `--delay` is then the other
+    /// server's business.
+    #[arg(long, value_name = "TEMPLATE")]
+    url: Option<String>,
     /// Only these stages (comma-separated), e.g. `--stages sync,generator`.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     stages: Vec<String>,
@@ -224,23 +230,41 @@ fn main() -> ExitCode {
         fail("--python needs python3 on PATH");
     }
 
-    // This process hosts the server: one socket per connection the stage
-    // has open, N at most. Each child checks its own needs.
+    // This process hosts the server (unless --url): one socket per
+    // connection the running stage has open, N at most. Each child checks
+    // its own needs.
     let (soft, _) = net::raise_nofile_limit().unwrap_or_else(|_| net::nofile_limit());
-    if cli.urls as u64 + 64 > soft {
+    if cli.url.is_none() && cli.urls as u64 + 64 > soft {
         fail(format!(
-            "--urls {} needs about {} open files here, but the limit is {soft}",
+            "--urls {} needs about {} open files here, but the limit is {soft}; \
+             run slow_server in another process and pass --url",
             cli.urls,
             cli.urls + 64
         ));
     }
-    let server = server::spawn(ServerConfig {
-        port: 0,
-        delay: Duration::from_secs_f64(cli.delay),
-        ..ServerConfig::default()
-    })
-    .unwrap_or_else(|e| fail(format!("cannot start the server: {}", e.line())));
-    let template = server.url("/s?wd={}");
+    let server = match &cli.url {
+        Some(template) => {
+            if !template.contains("{}") {
+                fail(format!(
+                    "--url {template:?} has no {{}} to replace with 0..N-1"
+                ));
+            }
+            None
+        }
+        None => Some(
+            server::spawn(ServerConfig {
+                port: 0,
+                delay: Duration::from_secs_f64(cli.delay),
+                ..ServerConfig::default()
+            })
+            .unwrap_or_else(|e| fail(format!("cannot start the server: {}", e.line()))),
+        ),
+    };
+    let template = match (&server, &cli.url) {
+        (Some(server), _) => server.url("/s?wd={}"),
+        (None, Some(template)) => template.clone(),
+        (None, None) => unreachable!("a server or a --url"),
+    };
     let stage_args = |cmd: &mut Command| {
         cmd.arg("--urls")
             .arg(cli.urls.to_string())
@@ -251,12 +275,15 @@ fn main() -> ExitCode {
             .arg("--json");
     };
     if !cli.json {
-        eprintln!(
-            "ladder: {} URLs, {} s per answer, server {}",
-            cli.urls,
-            cli.delay,
-            server.url("/")
-        );
+        match &server {
+            Some(server) => eprintln!(
+                "ladder: {} URLs, {} s per answer, server {}",
+                cli.urls,
+                cli.delay,
+                server.url("/")
+            ),
+            None => eprintln!("ladder: {} URLs from {template}", cli.urls),
+        }
     }
 
     let started = Instant::now();
@@ -385,14 +412,16 @@ fn main() -> ExitCode {
     for p in &problems {
         eprintln!("ladder: {p}");
     }
-    let stats = server.stop();
-    if !cli.json {
-        eprintln!(
-            "ladder: {:.1} s in all; the server answered {} requests, at most {} at once",
-            started.elapsed().as_secs_f64(),
-            stats.requests,
-            stats.peak_concurrency
-        );
+    if let Some(server) = server {
+        let stats = server.stop();
+        if !cli.json {
+            eprintln!(
+                "ladder: {:.1} s in all; the server answered {} requests, at most {} at once",
+                started.elapsed().as_secs_f64(),
+                stats.requests,
+                stats.peak_concurrency
+            );
+        }
     }
     if all_ok {
         ExitCode::SUCCESS

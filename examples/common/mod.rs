@@ -29,10 +29,11 @@
 // not dead code.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -162,6 +163,33 @@ pub struct Stage {
 static OK: AtomicUsize = AtomicUsize::new(0);
 static ERRORS: AtomicUsize = AtomicUsize::new(0);
 
+/// Where output lines go when stdout is a pipe or a file: a buffer, as
+/// Python's `print` buffers then, so 10,000 result lines are not 10,000
+/// `write` calls. On a terminal (and under `--trace`, whose lines the
+/// library prints straight to stdout) every line goes out at once.
+static OUT: Mutex<Option<BufWriter<Stdout>>> = Mutex::new(None);
+
+/// `print(line)`: one output line, buffered when stdout is not a terminal.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    static TERMINAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if trace::enabled() || *TERMINAL.get_or_init(|| std::io::stdout().is_terminal()) {
+        flush();
+        println!("{line}");
+        return;
+    }
+    let mut out = OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let out = out.get_or_insert_with(|| BufWriter::with_capacity(1 << 16, std::io::stdout()));
+    let _ = writeln!(out, "{line}");
+}
+
+/// Writes out what [`say`] buffered.
+pub fn flush() {
+    let mut out = OUT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(out) = out.as_mut() {
+        let _ = out.flush();
+    }
+}
+
 impl Stage {
     /// Checks the flags, raises the open-file limit and checks the run fits
     /// in it, starts the embedded server unless `--url` was given, turns
@@ -263,14 +291,16 @@ impl Stage {
         let ok = OK.load(Ordering::SeqCst);
         let errors = ERRORS.load(Ordering::SeqCst);
         let n = self.targets.len();
-        println!("Request Times: {n}, Total Cost: {seconds:.6} seconds");
+        say(format_args!(
+            "Request Times: {n}, Total Cost: {seconds:.6} seconds"
+        ));
         if self.args.json {
-            println!(
+            say(format_args!(
                 "{{\"stage\": \"{}\", \"requests\": {n}, \"ok\": {ok}, \"errors\": {errors}, \"seconds\": {seconds:.6}}}",
                 self.name
-            );
+            ));
         }
-        let _ = std::io::stdout().flush();
+        flush();
         if ok + errors != n {
             eprintln!(
                 "error: {n} URLs but {} outcomes ({ok} results, {errors} errors)",
@@ -343,11 +373,11 @@ pub fn report_outcome(url: &str, outcome: Outcome) {
     match outcome {
         Ok(title) => {
             OK.fetch_add(1, Ordering::SeqCst);
-            println!("result: {url} {title}");
+            say(format_args!("result: {url} {title}"));
         }
         Err(line) => {
             ERRORS.fetch_add(1, Ordering::SeqCst);
-            println!("error: {url} {line}");
+            say(format_args!("error: {url} {line}"));
         }
     }
 }
