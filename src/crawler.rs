@@ -47,6 +47,16 @@
 pub mod queue;
 pub mod report;
 
+/// `LOGGER.log(level, msg, *args)`: the arguments are evaluated only when
+/// the level is on (0 error, 1 warning, 2 info, 3 debug).
+macro_rules! log {
+    ($crawler:expr, $level:expr, $($arg:tt)*) => {
+        if $crawler.logs($level) {
+            $crawler.emit_log($level, format_args!($($arg)*));
+        }
+    };
+}
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::fmt;
@@ -549,12 +559,16 @@ impl Crawler {
         Ok(crawler)
     }
 
-    /// `LOGGER.log(level, ...)` with `logging.basicConfig`'s format.
-    fn log(&self, level: u8, args: fmt::Arguments<'_>) {
-        if level <= self.log_level {
-            let name = ["ERROR", "WARNING", "INFO", "DEBUG"][usize::from(level.min(3))];
-            eprintln!("{name}:crawling:{args}");
-        }
+    /// Whether `LOGGER.isEnabledFor(level)`.
+    fn logs(&self, level: u8) -> bool {
+        level <= self.log_level
+    }
+
+    /// `LOGGER.log(level, ...)` with `logging.basicConfig`'s format; called
+    /// through `log!`, which formats nothing when the level is off.
+    fn emit_log(&self, level: u8, args: fmt::Arguments<'_>) {
+        let name = ["ERROR", "WARNING", "INFO", "DEBUG"][usize::from(level.min(3))];
+        eprintln!("{name}:crawling:{args}");
     }
 
     /// `host_okay(host)`: is this host one of the roots' (port ignored)?
@@ -591,18 +605,12 @@ impl Crawler {
                 if self.host_okay(&host) {
                     true
                 } else {
-                    self.log(
-                        3,
-                        format_args!("skipping non-root host in {}", str_repr(url)),
-                    );
+                    log!(self, 3, "skipping non-root host in {}", str_repr(url));
                     false
                 }
             }
             _ => {
-                self.log(
-                    3,
-                    format_args!("skipping non-http scheme in {}", str_repr(url)),
-                );
+                log!(self, 3, "skipping non-http scheme in {}", str_repr(url));
                 false
             }
         }
@@ -610,7 +618,7 @@ impl Crawler {
 
     /// `add_url(url, max_redirect)`: marks the URL seen and queues it.
     pub fn add_url(&self, url: &str, max_redirect: usize) {
-        self.log(3, format_args!("adding {} {max_redirect}", str_repr(url)));
+        log!(self, 3, "adding {} {max_redirect}", str_repr(url));
         self.seen_urls.borrow_mut().insert(url.to_string());
         self.q
             .put_nowait((url.to_string(), max_redirect))
@@ -725,10 +733,7 @@ impl Crawler {
         let (host, port, target) = match net::split_http_url(url) {
             Ok(parts) => parts,
             Err(e) => {
-                self.log(
-                    0,
-                    format_args!("cannot fetch {}: {}", str_repr(url), e.line()),
-                );
+                log!(self, 0, "cannot fetch {}: {}", str_repr(url), e.line());
                 let mut stat = FetchStatistic::new(url);
                 stat.exception = Some(e);
                 self.record_statistic(stat);
@@ -745,16 +750,19 @@ impl Crawler {
             match attempt {
                 Ok(r) => {
                     if tries > 1 {
-                        self.log(2, format_args!("try {tries} for {} success", str_repr(url)));
+                        log!(self, 2, "try {tries} for {} success", str_repr(url));
                     }
                     response = Some(r);
                     break;
                 }
                 Err(e) if !e.is_exception() => return Err(e),
                 Err(e) => {
-                    self.log(
+                    log!(
+                        self,
                         2,
-                        format_args!("try {tries} for {} raised {}", str_repr(url), e.line()),
+                        "try {tries} for {} raised {}",
+                        str_repr(url),
+                        e.line()
                     );
                     exception = Some(e);
                 }
@@ -762,9 +770,12 @@ impl Crawler {
             tries += 1;
         }
         let Some(response) = response else {
-            self.log(
+            log!(
+                self,
                 0,
-                format_args!("{} failed after {} tries", str_repr(url), self.max_tries),
+                "{} failed after {} tries",
+                str_repr(url),
+                self.max_tries
             );
             let mut stat = FetchStatistic::new(url);
             stat.exception = exception;
@@ -819,30 +830,31 @@ impl Crawler {
         if seen {
             self.record_statistic(stat);
         } else if !self.url_allowed(&next_url) {
-            self.log(
+            log!(
+                self,
                 2,
-                format_args!(
-                    "not following redirect to {} from {}",
-                    str_repr(&next_url),
-                    str_repr(url)
-                ),
+                "not following redirect to {} from {}",
+                str_repr(&next_url),
+                str_repr(url)
             );
             self.record_statistic(stat);
         } else if max_redirect > 0 {
-            self.log(
+            log!(
+                self,
                 2,
-                format_args!("redirect to {} from {}", str_repr(&next_url), str_repr(url)),
+                "redirect to {} from {}",
+                str_repr(&next_url),
+                str_repr(url)
             );
             self.record_statistic(stat);
             self.add_url(&next_url, max_redirect - 1);
         } else {
-            self.log(
+            log!(
+                self,
                 0,
-                format_args!(
-                    "redirect limit reached for {} from {}",
-                    str_repr(&next_url),
-                    str_repr(url)
-                ),
+                "redirect limit reached for {} from {}",
+                str_repr(&next_url),
+                str_repr(url)
             );
             stat.exception = Some(Exception::user(
                 "TooManyRedirects",
@@ -875,19 +887,18 @@ impl Crawler {
                 match found {
                     Ok(found) => {
                         if !found.is_empty() {
-                            self.log(
+                            log!(
+                                self,
                                 2,
-                                format_args!(
-                                    "got {} distinct urls from {} ({ct})",
-                                    found.len(),
-                                    str_repr(url)
-                                ),
+                                "got {} distinct urls from {} ({ct})",
+                                found.len(),
+                                str_repr(url)
                             );
                         }
                         links = found.into_iter().filter(|l| self.url_allowed(l)).collect();
                     }
                     Err(e) => {
-                        self.log(0, format_args!("{}: {}", str_repr(url), e.line()));
+                        log!(self, 0, "{}: {}", str_repr(url), e.line());
                         stat.exception = Some(e);
                     }
                 }
