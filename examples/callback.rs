@@ -46,7 +46,7 @@ thread_local! {
     static STOPPED: Cell<bool> = const { Cell::new(false) };
     /// The `--timeout` deadlines, oldest first: every fetch starts before
     /// the loop and gets the same timeout, so start order is deadline order.
-    static DEADLINES: RefCell<VecDeque<(Instant, Rc<Fetcher>)>> = RefCell::new(VecDeque::new());
+    static DEADLINES: RefCell<VecDeque<(Instant, Rc<Fetcher>)>> = const { RefCell::new(VecDeque::new()) };
 }
 
 fn selector() -> Rc<DefaultSelector<Callback>> {

@@ -92,6 +92,10 @@ struct Run {
     seconds: f64,
 }
 
+/// One stage's line of the table: its name, the Rust run, the Python run
+/// (with `--python`). `Err` says why a run has no figures.
+type Row<'a> = (&'a str, Result<Run, String>, Option<Result<Run, String>>);
+
 /// A value from a flat JSON object line as the stages print it
 /// (`{"stage": "sync", "requests": 10, ...}`).
 fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -287,7 +291,7 @@ fn main() -> ExitCode {
     }
 
     let started = Instant::now();
-    let mut rows: Vec<(&str, Result<Run, String>, Option<Result<Run, String>>)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for stage in &stages {
         let exe = dir.join(stage);
         let rust = if exe.exists() {
