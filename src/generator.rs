@@ -28,10 +28,11 @@
 //! into Python's outcome; [`Co::yield_from`] is PEP 380's expansion, line by
 //! line.
 
-use std::any::type_name;
+use std::any::{type_name, Any};
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
 use corosensei::stack::DefaultStack;
@@ -96,13 +97,122 @@ impl fmt::Debug for YieldFrom {
 enum Resume {
     Send(Value),
     Throw(Box<Exception>),
+    /// Only into a generator suspended in `yield_from(sub)`: a send was
+    /// forwarded straight to `sub` (see [`Generator::forward`]) and `sub`
+    /// finished with this.
+    SubDone(PyResult<Value>),
+    /// As `SubDone`, but `sub`'s body panicked: the panic must go on
+    /// unwinding through the delegator's body.
+    SubPanicked(Box<dyn Any + Send>),
+}
+
+/// What crosses a fiber switch, in either direction: one machine word.
+///
+/// Why not `Resume` and `Value` themselves: corosensei passes a message
+/// that fits in a register in a register, and anything bigger by pointer to
+/// the sender's stack, which the receiver reads right after the switch.
+/// That read stalls (the sender's stores are still in flight, and a 24-byte
+/// `Value` is stored and loaded in pieces of different sizes): a send round
+/// trip measured about 3 ns with a word and 25-50 ns with a `Value`.
+///
+/// So the values a hot loop passes -- `None`, bools, ints that fit in 62
+/// bits -- are packed into the word, tagged in its low two bits; anything
+/// else waits in a per-thread mailbox that the receiver empties before it
+/// runs any other code.
+#[derive(Clone, Copy)]
+struct Wire(u64);
+
+/// Low two bits of a [`Wire`]: what the rest of the word means.
+const TAG_INT: u64 = 0; // the word, shifted right by 2, is the int
+const TAG_NONE: u64 = 1;
+const TAG_BOOL: u64 = 2; // bit 2 is the bool
+const TAG_MAILBOX: u64 = 3; // the value is in MAILBOX (or a Resume in PARCEL)
+/// `TAG_MAILBOX` with bit 2 set: a `Resume` other than a send, in `PARCEL`.
+const WIRE_PARCEL: u64 = TAG_MAILBOX | 4;
+
+thread_local! {
+    /// A value too big for a [`Wire`], between the two sides of one switch.
+    /// One slot per thread is enough: whoever receives the wire takes the
+    /// value before anything else can switch again.
+    static MAILBOX: Cell<Value> = const { Cell::new(Value::None) };
+    /// A `Resume` other than a send (a throw, a forwarded send's end), the
+    /// same way.
+    static PARCEL: Cell<Option<Resume>> = const { Cell::new(None) };
+}
+
+impl Wire {
+    #[inline(always)]
+    fn from_value(v: Value) -> Wire {
+        match v {
+            Value::None => Wire(TAG_NONE),
+            Value::Bool(b) => Wire(TAG_BOOL | (u64::from(b) << 2)),
+            // Ints of 62 bits survive the shift both ways; others go by mail.
+            Value::Int(i) if (i << 2) >> 2 == i => Wire(((i << 2) as u64) | TAG_INT),
+            big => Wire::mail(big),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mail(big: Value) -> Wire {
+        MAILBOX.with(|m| m.set(big));
+        Wire(TAG_MAILBOX)
+    }
+
+    #[inline(always)]
+    fn from_resume(r: Resume) -> Wire {
+        match r {
+            Resume::Send(v) => Wire::from_value(v),
+            other => Wire::parcel(other),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn parcel(r: Resume) -> Wire {
+        PARCEL.with(|p| p.set(Some(r)));
+        Wire(WIRE_PARCEL)
+    }
+
+    #[inline(always)]
+    fn into_resume(self) -> Resume {
+        if self.0 == WIRE_PARCEL {
+            Wire::unparcel()
+        } else {
+            Resume::Send(self.into_value())
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unparcel() -> Resume {
+        PARCEL
+            .with(Cell::take)
+            .expect("a parcel wire comes with a parcel")
+    }
+
+    #[inline(always)]
+    fn into_value(self) -> Value {
+        match self.0 & 3 {
+            TAG_INT => Value::Int((self.0 as i64) >> 2),
+            TAG_NONE => Value::None,
+            TAG_BOOL => Value::Bool(self.0 & 4 != 0),
+            _ => Wire::unmail(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unmail() -> Value {
+        MAILBOX.with(Cell::take)
+    }
 }
 
 /// A generator body: Python's function body with `yield` in it.
 type Body = Box<dyn FnOnce(&Co<'_>) -> PyResult<Value>>;
-/// The fiber that runs one body: it takes `Resume`s, yields `Value`s and
-/// finishes with the body's result.
-type Fiber = Coroutine<Resume, Value, PyResult<Value>, DefaultStack>;
+/// The fiber that runs one body: it takes `Resume`s, yields `Value`s (both
+/// as [`Wire`]s) and finishes with the body's result.
+type Fiber = Coroutine<Wire, Wire, PyResult<Value>, DefaultStack>;
 
 /// The frame of a generator, in the three shapes of its life.
 enum Frame {
@@ -122,6 +232,8 @@ struct Inner {
     state: Cell<GenState>,
     /// `gi_yieldfrom`, set by the body while it delegates.
     yieldfrom: RefCell<Option<YieldFrom>>,
+    /// `yieldfrom` holds a generator: sends can skip this fiber.
+    delegating: Cell<bool>,
     /// Borrowed mutably only while the fiber runs; `state == Running` is what
     /// guarantees nobody else tries, so the borrow never fails.
     frame: RefCell<Frame>,
@@ -140,8 +252,14 @@ pub struct Generator(Rc<Inner>);
 ///
 /// Mirrors the `yield` keyword inside a Python generator function.
 pub struct Co<'a> {
-    yielder: &'a Yielder<Resume, Value>,
+    yielder: &'a Yielder<Wire, Wire>,
     generator: Weak<Inner>,
+}
+
+/// A forwarded send's end reached a body that is not in `yield_from`.
+#[cold]
+fn not_delegating() -> ! {
+    unreachable!("a forwarded send can only end in yield_from")
 }
 
 /// The Python error for resuming a generator that is already executing.
@@ -188,6 +306,7 @@ impl Generator {
             name,
             state: Cell::new(GenState::Created),
             yieldfrom: RefCell::new(None),
+            delegating: Cell::new(false),
             frame: RefCell::new(Frame::NotStarted(Box::new(body))),
         }))
     }
@@ -200,6 +319,7 @@ impl Generator {
     /// a non-`None` value into a just-started generator is `TypeError` (and
     /// the generator stays usable); a running generator is `ValueError`; a
     /// closed one raises `StopIteration` at once.
+    #[inline(always)]
     pub fn send(&self, value: impl Into<Value>) -> PyResult<Value> {
         let value = value.into();
         match self.0.state.get() {
@@ -208,14 +328,38 @@ impl Generator {
             GenState::Created if !value.is_none() => Err(Exception::TypeError(
                 "can't send non-None value to a just-started generator".into(),
             )),
+            GenState::Suspended if self.0.delegating.get() => self.forward(value),
             GenState::Created | GenState::Suspended => {
                 self.resume(Resume::Send(value)).into_send_result()
             }
         }
     }
 
+    /// `send` to a generator suspended in `yield from sub`: PEP 380 passes
+    /// the value on to `sub`, so do that from here, instead of switching
+    /// into this generator's fiber only for it to switch into `sub`'s. This
+    /// fiber wakes only when `sub` finishes (its `yield from` then returns
+    /// or raises) or panics (the panic must unwind this body too). Meanwhile
+    /// this generator is running, as CPython's delegator is.
+    #[inline(never)]
+    fn forward(&self, value: Value) -> PyResult<Value> {
+        let Some(YieldFrom::Generator(sub)) = self.0.yieldfrom.borrow().clone() else {
+            unreachable!("`delegating` is set only while yielding from a generator")
+        };
+        self.0.state.set(GenState::Running);
+        let step = catch_unwind(AssertUnwindSafe(|| sub.send(value)));
+        self.0.state.set(GenState::Suspended);
+        let resume = match step {
+            Ok(Ok(y)) => return Ok(y),
+            Ok(done) => Resume::SubDone(done),
+            Err(panic) => Resume::SubPanicked(panic),
+        };
+        self.resume(resume).into_send_result()
+    }
+
     /// `next(generator)`, which is `send(None)`.
     #[allow(clippy::should_implement_trait)] // Python's name; `Iterator` is implemented too.
+    #[inline]
     pub fn next(&self) -> PyResult<Value> {
         self.send(Value::None)
     }
@@ -316,6 +460,7 @@ impl Generator {
     /// did: this is where every `send`, `next`, `throw` and `close` resumes
     /// the body. The caller has checked the state is `Created` (with a `Send`)
     /// or `Suspended`.
+    #[inline(always)]
     fn resume(&self, input: Resume) -> Outcome {
         self.0.resume(input, &self.0)
     }
@@ -331,6 +476,7 @@ enum Outcome {
 
 impl Outcome {
     /// `send`'s view: a return is `StopIteration(value)`.
+    #[inline]
     fn into_send_result(self) -> PyResult<Value> {
         match self {
             Outcome::Yielded(v) => Ok(v),
@@ -373,20 +519,18 @@ impl Drop for ClosedOnPanic<'_> {
 }
 
 impl Inner {
+    /// The hot path of every send: borrow the frame, switch, look at what
+    /// came back. Starting and finishing are out of line so that this stays
+    /// small enough to inline into the caller, where the values it passes
+    /// live in registers instead of being copied through memory.
+    #[inline(always)]
     fn resume(&self, input: Resume, this: &Rc<Inner>) -> Outcome {
         let guard = ClosedOnPanic(self);
         let mut frame = self.frame.borrow_mut();
         if let Frame::NotStarted(_) = &*frame {
-            let Frame::NotStarted(body) = std::mem::replace(&mut *frame, Frame::Gone) else {
-                unreachable!()
-            };
-            match crate::stack_pool::take() {
-                Ok(stack) => *frame = Frame::Started(start_fiber(stack, body, Rc::downgrade(this))),
-                Err(exc) => {
-                    std::mem::forget(guard);
-                    self.state.set(GenState::Closed);
-                    return Outcome::Returned(Err(exc));
-                }
+            if let Err(exc) = self.start(&mut frame, this) {
+                std::mem::forget(guard);
+                return Outcome::Returned(Err(exc));
             }
         }
         let Frame::Started(fiber) = &mut *frame else {
@@ -394,42 +538,94 @@ impl Inner {
         };
 
         self.state.set(GenState::Running);
-        let result = fiber.resume(input);
+        let result = fiber.resume(Wire::from_resume(input));
         std::mem::forget(guard);
 
         match result {
-            CoroutineResult::Yield(v) => {
+            CoroutineResult::Yield(w) => {
                 self.state.set(GenState::Suspended);
-                Outcome::Yielded(v)
+                Outcome::Yielded(w.into_value())
             }
-            CoroutineResult::Return(r) => {
+            CoroutineResult::Return(r) => self.finish(&mut frame, r),
+        }
+    }
+
+    /// The first resume: the body gets a stack and a fiber.
+    #[cold]
+    #[inline(never)]
+    fn start(&self, frame: &mut Frame, this: &Rc<Inner>) -> PyResult<()> {
+        let Frame::NotStarted(body) = std::mem::replace(frame, Frame::Gone) else {
+            unreachable!("start() is only called on a created generator")
+        };
+        match crate::stack_pool::take() {
+            Ok(stack) => {
+                *frame = Frame::Started(start_fiber(stack, body, Rc::downgrade(this)));
+                Ok(())
+            }
+            Err(exc) => {
                 self.state.set(GenState::Closed);
-                if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
-                    crate::stack_pool::give_back(fiber.into_stack());
-                }
-                Outcome::Returned(r.map_err(pep479))
+                Err(exc)
             }
         }
+    }
+
+    /// The body returned or raised: the generator is closed and its stack
+    /// goes back to the pool.
+    #[cold]
+    #[inline(never)]
+    fn finish(&self, frame: &mut Frame, r: PyResult<Value>) -> Outcome {
+        self.state.set(GenState::Closed);
+        if let Frame::Started(fiber) = std::mem::replace(frame, Frame::Gone) {
+            crate::stack_pool::give_back(fiber.into_stack());
+        }
+        Outcome::Returned(r.map_err(pep479))
     }
 }
 
 /// Starts a fiber for `body` on `stack`. The first resume is always a `Send`
 /// of `None` (`send` and `throw` see to it), so its input is not inspected.
 fn start_fiber(stack: DefaultStack, body: Body, generator: Weak<Inner>) -> Fiber {
-    Coroutine::with_stack(
-        stack,
-        move |yielder: &Yielder<Resume, Value>, _first: Resume| {
-            let co = Co { yielder, generator };
-            body(&co)
-        },
-    )
+    Coroutine::with_stack(stack, move |yielder: &Yielder<Wire, Wire>, _first: Wire| {
+        let co = Co { yielder, generator };
+        body(&co)
+    })
+}
+
+thread_local! {
+    /// How many fibers `Inner::drop` is unwinding on this thread, not counting
+    /// unwinds done because of a real panic.
+    static CLEARING: Cell<usize> = const { Cell::new(0) };
+    /// Suspended generators whose last handle went while a fiber was being
+    /// cleared; they are closed as soon as that unwind is over.
+    static ORPHANS: RefCell<Vec<Generator>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Drop for Inner {
     /// CPython's generator finalizer: a suspended generator is closed before
     /// it goes, and an exception from that close is reported, not raised.
     fn drop(&mut self) {
-        if self.state.get() == GenState::Suspended && !std::thread::panicking() {
+        // `gi_yieldfrom` is a second handle to the sub-generator, which the
+        // body cannot clear once the last handle to us is gone. CPython holds
+        // the sub-generator only on the frame's stack, so it is finalized the
+        // moment its `yield from` ends; drop ours now to do the same.
+        self.yieldfrom.get_mut().take();
+        let suspended = self.state.get() == GenState::Suspended;
+        if suspended && std::thread::panicking() && CLEARING.with(Cell::get) > 0 {
+            // We are a local of a generator that ignored GeneratorExit and
+            // whose frame is being cleared below. CPython closes us right then;
+            // no code can run in the middle of an unwind, so hand our fiber
+            // to a new handle that is closed as soon as the unwind is over.
+            let orphan = Generator(Rc::new(Inner {
+                name: self.name.clone(),
+                state: Cell::new(GenState::Suspended),
+                yieldfrom: RefCell::new(None),
+                delegating: Cell::new(false),
+                frame: RefCell::new(std::mem::replace(self.frame.get_mut(), Frame::Gone)),
+            }));
+            ORPHANS.with(|o| o.borrow_mut().push(orphan));
+            return;
+        }
+        if suspended && !std::thread::panicking() {
             let outcome = match self.resume_for_drop() {
                 Outcome::Yielded(_) => Err(Exception::RuntimeError(
                     "generator ignored GeneratorExit".into(),
@@ -450,8 +646,24 @@ impl Drop for Inner {
         // A body that ignored GeneratorExit (or a drop during a panic) still
         // holds its stack: unwind it so Rust destructors run, then recycle it.
         if let Frame::Started(mut fiber) = std::mem::replace(self.frame.get_mut(), Frame::Gone) {
+            if std::thread::panicking() {
+                fiber.force_unwind();
+                crate::stack_pool::give_back(fiber.into_stack());
+                return;
+            }
+            // CPython clears such a frame: its locals go, and a suspended
+            // sub-generator among them is closed (its `finally` runs). Here
+            // the sub-generators go during the unwind, become orphans, and
+            // are closed in the order they went, once the unwind is done.
+            let first = ORPHANS.with(|o| o.borrow().len());
+            CLEARING.with(|c| c.set(c.get() + 1));
             fiber.force_unwind();
+            CLEARING.with(|c| c.set(c.get() - 1));
             crate::stack_pool::give_back(fiber.into_stack());
+            let orphans: Vec<Generator> = ORPHANS.with(|o| o.borrow_mut().drain(first..).collect());
+            for orphan in orphans {
+                drop(orphan);
+            }
         }
     }
 }
@@ -467,11 +679,13 @@ impl Inner {
             return Outcome::Returned(Ok(Value::None));
         };
         self.state.set(GenState::Running);
-        let result = fiber.resume(Resume::Throw(Box::new(Exception::GeneratorExit)));
+        let result = fiber.resume(Wire::from_resume(Resume::Throw(Box::new(
+            Exception::GeneratorExit,
+        ))));
         std::mem::forget(guard);
         self.state.set(GenState::Closed);
         match result {
-            CoroutineResult::Yield(v) => Outcome::Yielded(v),
+            CoroutineResult::Yield(w) => Outcome::Yielded(w.into_value()),
             CoroutineResult::Return(r) => {
                 if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
                     crate::stack_pool::give_back(fiber.into_stack());
@@ -535,6 +749,7 @@ struct Delegating<'a>(&'a Weak<Inner>);
 impl<'a> Delegating<'a> {
     fn start(generator: &'a Weak<Inner>, target: YieldFrom) -> Delegating<'a> {
         if let Some(g) = generator.upgrade() {
+            g.delegating.set(matches!(target, YieldFrom::Generator(_)));
             *g.yieldfrom.borrow_mut() = Some(target);
         }
         Delegating(generator)
@@ -546,6 +761,7 @@ impl Drop for Delegating<'_> {
         // During the finalizer's close the generator can no longer be
         // upgraded; it is going away with its `gi_yieldfrom` anyway.
         if let Some(g) = self.0.upgrade() {
+            g.delegating.set(false);
             g.yieldfrom.borrow_mut().take();
         }
     }
@@ -557,10 +773,12 @@ impl Co<'_> {
     /// `next`), or `Err(exc)` when the caller `throw`s `exc` (`close()`
     /// throws `GeneratorExit`): propagate it with `?`, or handle it as an
     /// `except` clause would.
+    #[inline(always)]
     pub fn yield_(&self, value: impl Into<Value>) -> PyResult<Value> {
-        match self.yielder.suspend(value.into()) {
+        match self.suspend(value.into()) {
             Resume::Send(v) => Ok(v),
             Resume::Throw(e) => Err(*e),
+            Resume::SubDone(_) | Resume::SubPanicked(_) => not_delegating(),
         }
     }
 
@@ -588,8 +806,12 @@ impl Co<'_> {
                 Err(Exception::StopIteration(r)) => return Ok(r),
                 Err(e) => return Err(e),
             };
-            step = match self.yielder.suspend(y) {
+            step = match self.suspend(y) {
                 Resume::Send(s) => sub.send(s),
+                // The caller sent straight to `sub` (Generator::forward),
+                // which finished: this is how its `send` ended.
+                Resume::SubDone(step) => step,
+                Resume::SubPanicked(panic) => resume_unwind(panic),
                 Resume::Throw(e) if *e == Exception::GeneratorExit => {
                     sub.close()?;
                     return Err(Exception::GeneratorExit);
@@ -614,7 +836,7 @@ impl Co<'_> {
         let _delegating =
             Delegating::start(&self.generator, YieldFrom::Iterator(type_name.to_string()));
         for y in iterable {
-            match self.yielder.suspend(y) {
+            match self.suspend(y) {
                 Resume::Send(s) if s.is_none() => {}
                 Resume::Send(_) => {
                     return Err(Exception::AttributeError(format!(
@@ -622,6 +844,7 @@ impl Co<'_> {
                     )))
                 }
                 Resume::Throw(e) => return Err(*e),
+                Resume::SubDone(_) | Resume::SubPanicked(_) => not_delegating(),
             }
         }
         Ok(Value::None)
@@ -630,6 +853,13 @@ impl Co<'_> {
     /// `yield from [values...]`: [`Co::yield_from_iter`] over a list.
     pub fn yield_from_list(&self, values: Vec<Value>) -> PyResult<Value> {
         self.yield_from_iter("list_iterator", values)
+    }
+
+    /// Suspends the fiber with `value` for the caller; returns how the
+    /// caller resumed it.
+    #[inline(always)]
+    fn suspend(&self, value: Value) -> Resume {
+        self.yielder.suspend(Wire::from_value(value)).into_resume()
     }
 
     /// The generator this body belongs to (Python: no direct equivalent; a

@@ -10,7 +10,7 @@
 //! - `call(label, ...)` prints `label -> repr(result)` or `label !! Name: msg`
 //!   (`type(e).__name__ + ": " + str(e)`, or the bare name when `str(e)` is
 //!   empty), which is [`Exception::line`] on the Rust side;
-//! - `state(g)` is `inspect.getgeneratorstate(g)`, i.e. [`GenState::python_name`];
+//! - `state(g)` is `inspect.getgeneratorstate(g)`, i.e. `GenState::python_name`;
 //! - `close313(g)` is `g.close()` as CPython 3.13 defines it (see NOTES.md:
 //!   3.11 and 3.12 return `None` even when the body returns a value on
 //!   `GeneratorExit`; pyfiber follows 3.13).
@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use pyfiber::{stack_pool, Co, Exception, GenState, Generator, PyResult, Value, YieldFrom};
+use pyfiber::{stack_pool, Co, Exception, Generator, PyResult, Value, YieldFrom};
 
 // ---------------------------------------------------------------------------
 // The harness
