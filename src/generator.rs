@@ -29,7 +29,6 @@
 //! line.
 
 use std::any::{type_name, Any};
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -141,14 +140,17 @@ thread_local! {
 }
 
 impl Wire {
+    // Both conversions look at the value in place and touch the rest of it
+    // only on the cold path: moving a `Value` whole is a 24-byte copy whose
+    // load would wait for the separate tag and payload stores just made.
     #[inline(always)]
     fn from_value(v: Value) -> Wire {
-        match v {
+        match &v {
             Value::None => Wire(TAG_NONE),
-            Value::Bool(b) => Wire(TAG_BOOL | (u64::from(b) << 2)),
+            Value::Bool(b) => Wire(TAG_BOOL | (u64::from(*b) << 2)),
             // Ints of 62 bits survive the shift both ways; others go by mail.
-            Value::Int(i) if (i << 2) >> 2 == i => Wire(((i << 2) as u64) | TAG_INT),
-            big => Wire::mail(big),
+            Value::Int(i) if (i << 2) >> 2 == *i => Wire(((i << 2) as u64) | TAG_INT),
+            _ => Wire::mail(v),
         }
     }
 
@@ -193,18 +195,30 @@ impl Wire {
 
     #[inline(always)]
     fn into_value(self) -> Value {
+        // Only variants without a byte next to the tag on the hot path, so
+        // the value is written as one tag store and one payload store.
         match self.0 & 3 {
             TAG_INT => Value::Int((self.0 as i64) >> 2),
             TAG_NONE => Value::None,
-            TAG_BOOL => Value::Bool(self.0 & 4 != 0),
-            _ => Wire::unmail(),
+            _ => self.into_value_cold(),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn unmail() -> Value {
-        MAILBOX.with(Cell::take)
+    fn into_value_cold(self) -> Value {
+        match self.0 & 3 {
+            TAG_BOOL => Value::Bool(self.0 & 4 != 0),
+            _ => MAILBOX.with(Cell::take),
+        }
+    }
+
+    /// Drops a value nobody will receive (a refused send, a yield that
+    /// `close` ignores), emptying the mailbox if it is there.
+    fn discard(self) {
+        if self.0 & 3 == TAG_MAILBOX {
+            drop(self.into_value_cold());
+        }
     }
 }
 
@@ -225,10 +239,8 @@ enum Frame {
 }
 
 struct Inner {
-    /// `__name__`: the Rust function the body was written in. Borrowed from
-    /// the closure's type name when there is one, so making a generator does
-    /// not allocate a string.
-    name: Cow<'static, str>,
+    /// `__name__`: the Rust function the body was written in.
+    name: Name,
     state: Cell<GenState>,
     /// `gi_yieldfrom`, set by the body while it delegates.
     yieldfrom: RefCell<Option<YieldFrom>>,
@@ -267,10 +279,34 @@ fn already_executing() -> Exception {
     Exception::ValueError("generator already executing".into())
 }
 
+/// A generator's `__name__`, as it was given. For [`Generator::new`] that is
+/// the body's type name, stored as is (free) and shortened only when asked
+/// for: searching it at every creation was a tenth of the cost of making
+/// and exhausting a generator.
+#[derive(Clone)]
+enum Name {
+    TypeOf(&'static str),
+    Given(String),
+}
+
+impl Name {
+    fn as_str(&self) -> &str {
+        match self {
+            Name::TypeOf(full) => short_name(full),
+            Name::Given(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `__name__` from the type name of the body's closure: for a closure written
 /// inside `fn gen()`, the type is `crate::gen::{{closure}}` and the name `gen`.
-fn name_of<F>() -> &'static str {
-    let full = type_name::<F>();
+fn short_name(full: &'static str) -> &'static str {
     let mut path = full;
     while let Some(stripped) = path.strip_suffix("::{{closure}}") {
         path = stripped;
@@ -286,7 +322,7 @@ impl Generator {
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
-        Generator::with_name(Cow::Borrowed(name_of::<F>()), body)
+        Generator::with_name(Name::TypeOf(type_name::<F>()), body)
     }
 
     /// Like [`Generator::new`], with an explicit `__name__` (Python: the
@@ -295,10 +331,10 @@ impl Generator {
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
-        Generator::with_name(Cow::Owned(name.into()), body)
+        Generator::with_name(Name::Given(name.into()), body)
     }
 
-    fn with_name<F>(name: Cow<'static, str>, body: F) -> Generator
+    fn with_name<F>(name: Name, body: F) -> Generator
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
@@ -321,17 +357,27 @@ impl Generator {
     /// closed one raises `StopIteration` at once.
     #[inline(always)]
     pub fn send(&self, value: impl Into<Value>) -> PyResult<Value> {
-        let value = value.into();
+        self.send_wire(Wire::from_value(value.into()))
+            .into_send_result()
+    }
+
+    /// `send` on the value's wire form, which it keeps until the public
+    /// edge: a yielded value forwarded up a `yield from` chain is not
+    /// unpacked and repacked at every hop.
+    #[inline(always)]
+    fn send_wire(&self, w: Wire) -> Outcome {
         match self.0.state.get() {
-            GenState::Running => Err(already_executing()),
-            GenState::Closed => Err(Exception::StopIteration(Value::None)),
-            GenState::Created if !value.is_none() => Err(Exception::TypeError(
-                "can't send non-None value to a just-started generator".into(),
-            )),
-            GenState::Suspended if self.0.delegating.get() => self.forward(value),
-            GenState::Created | GenState::Suspended => {
-                self.resume(Resume::Send(value)).into_send_result()
-            }
+            GenState::Suspended if self.0.delegating.get() => self.forward(w),
+            GenState::Suspended => self.0.send_suspended(w),
+            GenState::Running => refuse(w, already_executing()),
+            GenState::Closed => refuse(w, Exception::StopIteration(Value::None)),
+            GenState::Created if w.0 != TAG_NONE => refuse(
+                w,
+                Exception::TypeError(
+                    "can't send non-None value to a just-started generator".into(),
+                ),
+            ),
+            GenState::Created => self.resume(Resume::Send(Value::None)),
         }
     }
 
@@ -342,19 +388,19 @@ impl Generator {
     /// or raises) or panics (the panic must unwind this body too). Meanwhile
     /// this generator is running, as CPython's delegator is.
     #[inline(never)]
-    fn forward(&self, value: Value) -> PyResult<Value> {
+    fn forward(&self, w: Wire) -> Outcome {
         let Some(YieldFrom::Generator(sub)) = self.0.yieldfrom.borrow().clone() else {
             unreachable!("`delegating` is set only while yielding from a generator")
         };
         self.0.state.set(GenState::Running);
-        let step = catch_unwind(AssertUnwindSafe(|| sub.send(value)));
+        let step = catch_unwind(AssertUnwindSafe(|| sub.send_wire(w)));
         self.0.state.set(GenState::Suspended);
         let resume = match step {
-            Ok(Ok(y)) => return Ok(y),
-            Ok(done) => Resume::SubDone(done),
+            Ok(Outcome::Yielded(y)) => return Outcome::Yielded(y),
+            Ok(done) => Resume::SubDone(done.into_send_result()),
             Err(panic) => Resume::SubPanicked(panic),
         };
-        self.resume(resume).into_send_result()
+        self.resume(resume)
     }
 
     /// `next(generator)`, which is `send(None)`.
@@ -401,9 +447,12 @@ impl Generator {
             }
             GenState::Suspended => {
                 match self.resume(Resume::Throw(Box::new(Exception::GeneratorExit))) {
-                    Outcome::Yielded(_) => Err(Exception::RuntimeError(
-                        "generator ignored GeneratorExit".into(),
-                    )),
+                    Outcome::Yielded(w) => {
+                        w.discard();
+                        Err(Exception::RuntimeError(
+                            "generator ignored GeneratorExit".into(),
+                        ))
+                    }
                     Outcome::Returned(Ok(v)) => Ok(v),
                     Outcome::Returned(Err(Exception::GeneratorExit)) => Ok(Value::None),
                     Outcome::Returned(Err(e)) => Err(e),
@@ -439,7 +488,7 @@ impl Generator {
 
     /// `generator.__name__`.
     pub fn name(&self) -> &str {
-        &self.0.name
+        self.0.name.as_str()
     }
 
     /// `g1 is g2`.
@@ -468,22 +517,40 @@ impl Generator {
 
 /// What came back from the fiber.
 enum Outcome {
-    /// The body reached a `yield`.
-    Yielded(Value),
+    /// The body reached a `yield`; the value is still in its wire form.
+    Yielded(Wire),
     /// The body finished: returned `Ok`, or raised. PEP 479 already applied.
+    /// (Also a send refused before the body was reached: `Err`.)
     Returned(PyResult<Value>),
 }
 
 impl Outcome {
     /// `send`'s view: a return is `StopIteration(value)`.
-    #[inline]
+    #[inline(always)]
     fn into_send_result(self) -> PyResult<Value> {
         match self {
-            Outcome::Yielded(v) => Ok(v),
-            Outcome::Returned(Ok(v)) => Err(Exception::StopIteration(v)),
-            Outcome::Returned(Err(e)) => Err(e),
+            Outcome::Yielded(w) => Ok(w.into_value()),
+            Outcome::Returned(r) => Outcome::returned_into_send_result(r),
         }
     }
+
+    #[cold]
+    #[inline(never)]
+    fn returned_into_send_result(r: PyResult<Value>) -> PyResult<Value> {
+        match r {
+            Ok(v) => Err(Exception::StopIteration(v)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A send refused before the body runs (running, closed, just started):
+/// the value sent is dropped, out of the mailbox if it went there.
+#[cold]
+#[inline(never)]
+fn refuse(w: Wire, exc: Exception) -> Outcome {
+    w.discard();
+    Outcome::Returned(Err(exc))
 }
 
 /// PEP 479: a `StopIteration` escaping a body would end the caller's loop
@@ -544,7 +611,29 @@ impl Inner {
         match result {
             CoroutineResult::Yield(w) => {
                 self.state.set(GenState::Suspended);
-                Outcome::Yielded(w.into_value())
+                Outcome::Yielded(w)
+            }
+            CoroutineResult::Return(r) => self.finish(&mut frame, r),
+        }
+    }
+
+    /// `send` to a suspended generator: [`Inner::resume`] without the
+    /// `Resume` and `Outcome` in between, which would each be one more copy
+    /// of the value in memory on the path every send takes.
+    #[inline(always)]
+    fn send_suspended(&self, w: Wire) -> Outcome {
+        let guard = ClosedOnPanic(self);
+        let mut frame = self.frame.borrow_mut();
+        let Frame::Started(fiber) = &mut *frame else {
+            unreachable!("a suspended generator has a fiber")
+        };
+        self.state.set(GenState::Running);
+        let result = fiber.resume(w);
+        std::mem::forget(guard);
+        match result {
+            CoroutineResult::Yield(w) => {
+                self.state.set(GenState::Suspended);
+                Outcome::Yielded(w)
             }
             CoroutineResult::Return(r) => self.finish(&mut frame, r),
         }
@@ -627,9 +716,12 @@ impl Drop for Inner {
         }
         if suspended && !std::thread::panicking() {
             let outcome = match self.resume_for_drop() {
-                Outcome::Yielded(_) => Err(Exception::RuntimeError(
-                    "generator ignored GeneratorExit".into(),
-                )),
+                Outcome::Yielded(w) => {
+                    w.discard();
+                    Err(Exception::RuntimeError(
+                        "generator ignored GeneratorExit".into(),
+                    ))
+                }
                 Outcome::Returned(Ok(_)) | Outcome::Returned(Err(Exception::GeneratorExit)) => {
                     Ok(())
                 }
@@ -685,7 +777,7 @@ impl Inner {
         std::mem::forget(guard);
         self.state.set(GenState::Closed);
         match result {
-            CoroutineResult::Yield(w) => Outcome::Yielded(w.into_value()),
+            CoroutineResult::Yield(w) => Outcome::Yielded(w),
             CoroutineResult::Return(r) => {
                 if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
                     crate::stack_pool::give_back(fiber.into_stack());
@@ -775,7 +867,20 @@ impl Co<'_> {
     /// `except` clause would.
     #[inline(always)]
     pub fn yield_(&self, value: impl Into<Value>) -> PyResult<Value> {
-        match self.suspend(value.into()) {
+        // The common case, a plain send, straight into the result: every
+        // intermediate enum a `Value` passes through is a copy in memory.
+        let w = self.yielder.suspend(Wire::from_value(value.into()));
+        if w.0 == WIRE_PARCEL {
+            return Co::yield_parcel();
+        }
+        Ok(w.into_value())
+    }
+
+    /// `yield_` resumed by anything but a send: a throw.
+    #[cold]
+    #[inline(never)]
+    fn yield_parcel() -> PyResult<Value> {
+        match Wire::unparcel() {
             Resume::Send(v) => Ok(v),
             Resume::Throw(e) => Err(*e),
             Resume::SubDone(_) | Resume::SubPanicked(_) => not_delegating(),
