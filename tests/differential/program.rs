@@ -93,12 +93,6 @@ impl Catch {
             Catch::BaseException => "BaseException",
         }
     }
-
-    /// Whether the clause also catches `GeneratorExit`, i.e. can make a
-    /// generator survive `close()`.
-    pub fn catches_generator_exit(self) -> bool {
-        matches!(self, Catch::GeneratorExit | Catch::BaseException)
-    }
 }
 
 /// How a `yield from fK()` is written on the pyfiber side. Python has one
@@ -195,6 +189,75 @@ pub struct Program {
     pub steps: Vec<Step>,
 }
 
+impl Program {
+    /// The longest `yield from` chain below `f0`, as the delegations along
+    /// it (`[Literal, SameFiber]` is `f0 -> fA -> fB`).
+    pub fn longest_chain(&self) -> Vec<Delegation> {
+        self.chain_below(0)
+    }
+
+    fn chain_below(&self, f: usize) -> Vec<Delegation> {
+        let mut calls = Vec::new();
+        collect_calls(&self.funcs[f].body, &mut calls);
+        calls
+            .into_iter()
+            .map(|(callee, how)| {
+                let mut chain = vec![how];
+                chain.extend(self.chain_below(callee));
+                chain
+            })
+            .max_by_key(Vec::len)
+            .unwrap_or_default()
+    }
+
+    /// Whether some body has a bare `raise`.
+    pub fn has_reraise(&self) -> bool {
+        fn any(body: &[Stmt]) -> bool {
+            body.iter().any(|s| match s {
+                Stmt::Reraise => true,
+                Stmt::Try {
+                    body,
+                    handlers,
+                    finally,
+                    ..
+                } => {
+                    any(body)
+                        || handlers.iter().any(|(_, h)| any(h))
+                        || finally.as_deref().is_some_and(any)
+                }
+                Stmt::Repeat { body, .. } => any(body),
+                _ => false,
+            })
+        }
+        self.funcs.iter().any(|f| any(&f.body))
+    }
+}
+
+/// The `yield from fK()` statements of a body, nested blocks included.
+fn collect_calls(body: &[Stmt], calls: &mut Vec<(usize, Delegation)>) {
+    for s in body {
+        match s {
+            Stmt::YieldFrom { callee, how } => calls.push((*callee, *how)),
+            Stmt::Try {
+                body,
+                handlers,
+                finally,
+                ..
+            } => {
+                collect_calls(body, calls);
+                for (_, h) in handlers {
+                    collect_calls(h, calls);
+                }
+                if let Some(f) = finally {
+                    collect_calls(f, calls);
+                }
+            }
+            Stmt::Repeat { body, .. } => collect_calls(body, calls),
+            _ => {}
+        }
+    }
+}
+
 /// The seeded RNG of one case: a case is reproducible from `(seed, case)`
 /// alone, whatever the other cases are.
 pub fn case_rng(seed: u64, case: usize) -> TestRng {
@@ -210,6 +273,10 @@ pub struct Gen<'r> {
     rng: &'r mut TestRng,
     funcs: Vec<Option<Func>>,
     next_id: usize,
+    /// This case is built to be hard to close: unclean functions are more
+    /// likely, and the driver stops early, so that the finalizer meets a
+    /// chain that survives `GeneratorExit`.
+    hostile: bool,
 }
 
 /// What a body being generated may contain.
@@ -221,8 +288,8 @@ struct Scope {
     blocks: usize,
     /// Inside an `except` handler: a bare `raise` is allowed.
     in_handler: bool,
-    /// The function (or one of its delegators) is called on the same fiber:
-    /// it must let `GeneratorExit` pass untouched (see [`Gen::program`]).
+    /// The function lets `GeneratorExit` pass untouched, and may delegate on
+    /// the same fiber (see [`Gen::program`]).
     clean: bool,
 }
 
@@ -233,6 +300,7 @@ impl<'r> Gen<'r> {
             rng,
             funcs: Vec::new(),
             next_id: 1,
+            hostile: false,
         }
     }
 
@@ -275,21 +343,27 @@ impl<'r> Gen<'r> {
 
     /// A whole case.
     ///
-    /// One restriction keeps the two ways of delegating observably equal: a
-    /// function called on the same fiber (and everything it delegates to)
-    /// never survives `GeneratorExit` -- no `except GeneratorExit` or
-    /// `except BaseException`, and `finally` blocks only print. With
-    /// `yield from` as PEP 380 defines it, a sub-generator that yields while
-    /// being closed stays suspended on its own frame while its delegator goes
-    /// on; on one shared stack the sub-generator's frame cannot outlive its
-    /// caller's, so that shape is only generated with `co.yield_from`.
+    /// One restriction keeps the two ways of delegating observably equal.
+    /// Some functions are *clean*: they never survive `GeneratorExit` (no
+    /// `except GeneratorExit` or `except BaseException`, and `finally` blocks
+    /// only print). Only a clean function delegates on the same fiber, and
+    /// what it calls that way is clean too (and so is everything that calls
+    /// delegates to). The reason: under PEP 380 every level of a chain is a
+    /// frame of its own, and a generator that yields while being closed (or
+    /// whose frame is cleared after it ignored `GeneratorExit`) leaves its
+    /// sub-generators suspended, to be closed later, on their own. Frames
+    /// sharing one stack cannot outlive the frame that called them, so a
+    /// chain that survives `GeneratorExit` is only generated with
+    /// `co.yield_from` (NOTES.md, "Differential testing against CPython").
     pub fn program(&mut self) -> Program {
         self.funcs = vec![None];
+        self.hostile = self.chance(30);
+        let clean = !self.hostile && self.chance(50);
         let body = self.body(Scope {
             depth: 0,
             blocks: 0,
             in_handler: false,
-            clean: false,
+            clean,
         });
         self.funcs[0] = Some(Func {
             name: "f0".into(),
@@ -304,7 +378,11 @@ impl<'r> Gen<'r> {
     }
 
     fn steps(&mut self) -> Vec<Step> {
-        let n = self.range(2, 16);
+        let n = if self.hostile {
+            self.range(1, 3)
+        } else {
+            self.range(2, 16)
+        };
         let mut steps = Vec::with_capacity(n);
         // Usually start the generator; sometimes poke it while just created.
         if self.chance(85) {
@@ -357,6 +435,11 @@ impl<'r> Gen<'r> {
     fn stmt(&mut self, scope: Scope) -> Stmt {
         let can_nest = scope.blocks < MAX_BLOCK_DEPTH;
         let can_delegate = scope.depth < MAX_DELEGATION_DEPTH && self.funcs.len() < MAX_FUNCS;
+        // A handler that returns: with `except GeneratorExit`, that is how
+        // close() gets a value back.
+        if scope.in_handler && self.chance(12) {
+            return Stmt::Return(self.expr());
+        }
         loop {
             match self.below(100) {
                 0..=31 => return Stmt::Yield(self.expr()),
@@ -390,18 +473,21 @@ impl<'r> Gen<'r> {
 
     /// `x = yield from fK()` with a new function `fK`.
     fn yield_from(&mut self, scope: Scope) -> Stmt {
-        let how = if self.chance(50) {
-            Delegation::Literal
-        } else {
+        let how = if scope.clean && self.chance(60) {
             Delegation::SameFiber
+        } else {
+            Delegation::Literal
         };
+        // A clean caller's callees are clean; a literal callee of an unclean
+        // caller (its own fiber, its own frame) may be either.
+        let clean = scope.clean || self.chance(if self.hostile { 20 } else { 50 });
         let callee = self.funcs.len();
         self.funcs.push(None);
         let body = self.body(Scope {
             depth: scope.depth + 1,
             blocks: 0,
             in_handler: false,
-            clean: scope.clean || how == Delegation::SameFiber,
+            clean,
         });
         self.funcs[callee] = Some(Func {
             name: format!("f{callee}"),
@@ -419,29 +505,31 @@ impl<'r> Gen<'r> {
         let body = self.body(inner);
         let mut handlers = Vec::new();
         for _ in 0..self.range(0, 2) {
-            let catch = loop {
-                let c = [
-                    Catch::ValueError,
-                    Catch::KeyError,
-                    Catch::MyError,
-                    Catch::RuntimeError,
-                    Catch::StopIteration,
-                    Catch::Exception,
-                    Catch::Exception,
-                    Catch::GeneratorExit,
-                    Catch::BaseException,
-                ][self.below(9)];
-                if !(scope.clean && c.catches_generator_exit()) {
-                    break c;
-                }
-            };
+            // An unclean function leans towards surviving GeneratorExit:
+            // that is where close() and the finalizer have the most to get
+            // right.
+            let classes = if scope.clean { 7 } else { 11 };
+            let first = if self.hostile && !scope.clean { 5 } else { 0 };
+            let catch = [
+                Catch::ValueError,
+                Catch::KeyError,
+                Catch::MyError,
+                Catch::RuntimeError,
+                Catch::StopIteration,
+                Catch::Exception,
+                Catch::Exception,
+                Catch::GeneratorExit,
+                Catch::GeneratorExit,
+                Catch::BaseException,
+                Catch::BaseException,
+            ][first + self.below(classes - first)];
             let handler = self.body(Scope {
                 in_handler: true,
                 ..inner
             });
             handlers.push((catch, handler));
         }
-        let finally = if handlers.is_empty() || self.chance(40) {
+        let finally = if handlers.is_empty() || self.chance(if self.hostile { 70 } else { 40 }) {
             Some(if scope.clean {
                 vec![Stmt::Print(self.id())]
             } else {

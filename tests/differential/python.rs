@@ -27,6 +27,18 @@ def line(e):
     s = str(e)
     return type(e).__name__ + (": " + s if s else "")
 
+def untrace():
+    # First thing in every `except` and `finally` block. A generator
+    # suspended while it handles an exception is kept alive by a reference
+    # cycle (frame -> exception -> traceback -> frame), so CPython clears its
+    # frame -- closing the sub-generators it holds -- only when the cycle
+    # collector runs. pyfiber, like CPython's reference counting, does it the
+    # moment the last reference goes. Nothing here prints a traceback; drop it
+    # and the cycle, so both sides clear frames at the same moment.
+    e = sys.exc_info()[1]
+    if e is not None:
+        e.__traceback__ = None
+
 def call(label, f, *args):
     try:
         v = f(*args)
@@ -187,6 +199,7 @@ impl Writer<'_> {
                 self.block(indent + 1, name, body);
                 for (catch, handler) in handlers {
                     self.line(indent, &format!("except {} as e:", catch.python()));
+                    self.line(indent + 1, "untrace()");
                     self.line(
                         indent + 1,
                         &format!("print(f\"{name} except#{id} {{line(e)}}\")"),
@@ -195,6 +208,7 @@ impl Writer<'_> {
                 }
                 if let Some(fin) = finally {
                     self.line(indent, "finally:");
+                    self.line(indent + 1, "untrace()");
                     self.line(indent + 1, &format!("print(\"{name} finally#{id}\")"));
                     self.block(indent + 1, name, fin);
                 }
