@@ -38,8 +38,17 @@ async fn fetch(target: common::Target) -> PyResult<(String, String)> {
     // writer.write(get.encode('ascii')); await writer.drain()
     writer.write(target.request().as_bytes());
     writer.drain().await?;
-    // response = await reader.read()   -- until EOF: HTTP/1.0, the server closes
-    let response = reader.read_all().await?;
+    // response = await reader.read()   -- until EOF: HTTP/1.0, the server closes;
+    // read in pieces (`reader.read(4096)`) so that a response past
+    // common::MAX_RESPONSE stops at the limit instead of filling memory.
+    let mut response = Vec::new();
+    loop {
+        let chunk = reader.read(4096).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        common::append_chunk(&mut response, &chunk)?;
+    }
     writer.close();
     let title = common::title_of(&response)?;
     Ok((target.url, title))

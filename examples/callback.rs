@@ -132,7 +132,12 @@ impl Fetcher {
             .expect("read before fetch")
             .recv(4096);
         match chunk {
-            Ok(chunk) if !chunk.is_empty() => self.response.borrow_mut().extend_from_slice(&chunk),
+            Ok(chunk) if !chunk.is_empty() => {
+                let appended = common::append_chunk(&mut self.response.borrow_mut(), &chunk);
+                if let Err(e) = appended {
+                    self.finish(Err(e));
+                }
+            }
             Ok(_) => {
                 let response = self.response.take();
                 self.finish(Ok(response));

@@ -107,7 +107,7 @@ impl Crawler {
                     let chunk = chunk?;
                     match chunk.as_bytes() {
                         Some(bytes) if !bytes.is_empty() => {
-                            this.response.borrow_mut().extend_from_slice(bytes)
+                            common::append_chunk(&mut this.response.borrow_mut(), bytes)?
                         }
                         _ => break,
                     }

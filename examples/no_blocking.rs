@@ -55,7 +55,7 @@ fn unblocking_request(target: &common::Target, timeout: Duration) -> PyResult<Ve
     loop {
         match sock.recv(4096) {
             Ok(chunk) if chunk.is_empty() => break,
-            Ok(chunk) => response.extend_from_slice(&chunk),
+            Ok(chunk) => common::append_chunk(&mut response, &chunk)?,
             Err(Exception::BlockingIOError(_)) => check()?,
             Err(e) => return Err(e),
         }

@@ -137,7 +137,7 @@ fn read_all(co: &Co<'_>, sock: &Rc<Socket>) -> PyResult<Value> {
     };
     let mut chunk = read_one(co)?; // chunk = yield from read(sock)
     while let Some(bytes) = chunk.as_bytes().filter(|b| !b.is_empty()) {
-        response.extend_from_slice(bytes);
+        common::append_chunk(&mut response, bytes)?;
         chunk = read_one(co)?;
     }
     Ok(Value::from(response))

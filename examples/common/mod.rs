@@ -395,6 +395,30 @@ pub fn title_of(raw: &[u8]) -> PyResult<String> {
     Ok(net::title(&html).unwrap_or_else(|| "None".to_string()))
 }
 
+/// The most bytes one response may have before its fetch gives up with
+/// [`too_large`]: 16 MiB, the crawler's `max_body`. Without a cap the
+/// tutorials' `response += chunk` holds whatever the server sends (100 MiB
+/// for `/fault/huge`, and as many of those as URLs in flight).
+pub const MAX_RESPONSE: usize = 16 << 20;
+
+/// `ResponseTooLarge: response exceeds the limit of N bytes`, the error of a
+/// response past [`MAX_RESPONSE`] (the crawler raises the same).
+pub fn too_large() -> Exception {
+    Exception::user(
+        "ResponseTooLarge",
+        format!("response exceeds the limit of {MAX_RESPONSE} bytes"),
+    )
+}
+
+/// `response += chunk`, refusing to grow past [`MAX_RESPONSE`].
+pub fn append_chunk(response: &mut Vec<u8>, chunk: &[u8]) -> PyResult<()> {
+    if response.len() + chunk.len() > MAX_RESPONSE {
+        return Err(too_large());
+    }
+    response.extend_from_slice(chunk);
+    Ok(())
+}
+
 /// `sock.recv(4096)` on a socket with a timeout: the wait running out is
 /// Python's `TimeoutError: timed out`, not the `EAGAIN` the OS reports.
 pub fn recv_timed(sock: &Socket) -> PyResult<Vec<u8>> {
@@ -411,26 +435,45 @@ pub fn timed_out() -> Exception {
 
 /// The blocking stages' `blocking_request()` (sync.py, process.py,
 /// thread.py): connect, send the GET, `recv(4096)` until `b''`. Every call
-/// may block; `sock.settimeout(timeout)` bounds each one.
+/// may block; `sock.settimeout(...)` bounds each one.
+///
+/// `timeout` is a deadline for the whole request, as in the event-loop
+/// stages: before each call the socket's timeout is set to what is left of
+/// it. (Python's `settimeout` alone bounds each call, so a server trickling
+/// one byte at a time, `/fault/trickle`, would hold the request for as long
+/// as it likes.) A response past [`MAX_RESPONSE`] is [`too_large`].
 pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    // sock.settimeout(deadline - time.monotonic()), or TimeoutError if none is left.
+    let remaining = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(timed_out)
+    };
     let sock = Socket::new()?;
-    // sock.settimeout(timeout)
     let raw = sock.as_socket2();
-    raw.set_read_timeout(Some(timeout))?;
-    raw.set_write_timeout(Some(timeout))?;
     // Blocks until the connection is made.
-    raw.connect_timeout(&target.addr.into(), timeout)
+    raw.connect_timeout(&target.addr.into(), remaining()?)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => timed_out(),
             _ => Exception::from(e),
         })?;
-    sock.sendall(target.request().as_bytes())?;
+    raw.set_write_timeout(Some(remaining()?))?;
+    sock.sendall(target.request().as_bytes())
+        .map_err(|e| match e {
+            Exception::BlockingIOError(_) => timed_out(),
+            e => e,
+        })?;
     let mut response = Vec::new();
     // Blocks until the server answers (or closes).
-    let mut chunk = recv_timed(&sock)?;
-    while !chunk.is_empty() {
-        response.extend_from_slice(&chunk);
-        chunk = recv_timed(&sock)?;
+    loop {
+        raw.set_read_timeout(Some(remaining()?))?;
+        let chunk = recv_timed(&sock)?;
+        if chunk.is_empty() {
+            break;
+        }
+        append_chunk(&mut response, &chunk)?;
     }
     Ok(response)
 }

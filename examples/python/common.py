@@ -224,16 +224,32 @@ def title_of(raw):
 
 
 def blocking_request(target, timeout):
-    """sync.py's blocking_request(): connect, send the GET, recv(4096) until b''."""
+    """sync.py's blocking_request(): connect, send the GET, recv(4096) until b''.
+
+    `timeout` is a deadline for the whole request: before each call the
+    socket's timeout is what is left of it (settimeout alone bounds each call,
+    so a server trickling a byte at a time could hold the request forever).
+    """
+    deadline = time.monotonic() + timeout
+
+    def remaining():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise timed_out()
+        return left
+
     sock = socket.socket()
-    sock.settimeout(timeout)
     try:
+        sock.settimeout(remaining())
         sock.connect(target.addr)  # blocks
+        sock.settimeout(remaining())
         sock.sendall(target.request().encode('ascii'))
         response = b''
+        sock.settimeout(remaining())
         chunk = sock.recv(4096)  # blocks
         while chunk:
             response += chunk
+            sock.settimeout(remaining())
             chunk = sock.recv(4096)  # blocks
         return response
     finally:
