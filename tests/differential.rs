@@ -318,6 +318,11 @@ fn the_cases_cover_the_protocol() {
         ("a loop", " loop#"),
         ("a thrown exception escaping", "throw(ValueError("),
         ("close on a suspended generator", "close -> None"),
+        (
+            "a generator touching itself while it runs",
+            "ValueError: generator already executing",
+        ),
+        ("a finalizer finding its weak reference dead", " me gone"),
     ];
     for (what, needle) in corners {
         if !seen(needle) {

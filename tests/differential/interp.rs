@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use pyfiber::{Co, Exception, Generator, PyResult, Value};
 
-use super::program::{Catch, Delegation, Expr, Lit, Program, Raisable, Step, Stmt};
+use super::program::{Catch, Delegation, Expr, Lit, Poke, Program, Raisable, Step, Stmt};
 use super::python::step_label;
 
 /// Which runtime the interpreter drives.
@@ -252,6 +252,23 @@ fn exec_stmt(
                 .clone())
         }
         Stmt::Return(e) => return Ok(Flow::Return(eval(e, frame))),
+        Stmt::Poke(op) => {
+            // On f0's fiber, this fiber's generator is f0: `me()`. During
+            // its finalizer no handle is left, as Python's weak reference
+            // is dead by then.
+            let Some(me) = co.generator() else {
+                ctx.print(format!("{name} me gone"));
+                return Ok(Flow::Normal);
+            };
+            let result = match op {
+                Poke::Next => me.next(),
+                Poke::Throw => me.throw(Exception::ValueError("self".into())),
+                Poke::Close => me.close(),
+            };
+            drop(me);
+            result?;
+            ctx.print(format!("{name} me ok"));
+        }
     }
     Ok(Flow::Normal)
 }

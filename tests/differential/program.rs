@@ -149,8 +149,24 @@ pub enum Stmt {
     Raise(Raisable, String),
     /// `raise` (bare, re-raising what the enclosing handler caught).
     Reraise,
+    /// `next(me())`, `me().throw(ValueError('self'))` or `me().close()`,
+    /// where `me` is a weak reference to the driver's `g`: a generator
+    /// touching itself while it runs ("generator already executing"), or,
+    /// during its finalizer, finding it gone. Only on `f0`'s own fiber.
+    Poke(Poke),
     /// `return e`.
     Return(Expr),
+}
+
+/// What [`Stmt::Poke`] does to the running generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poke {
+    /// `next(g)`.
+    Next,
+    /// `g.throw(ValueError('self'))`.
+    Throw,
+    /// `g.close()`.
+    Close,
 }
 
 /// One generator function `def fN(): x = None; print("fN start"); ..body..;
@@ -291,6 +307,9 @@ struct Scope {
     /// The function lets `GeneratorExit` pass untouched, and may delegate on
     /// the same fiber (see [`Gen::program`]).
     clean: bool,
+    /// The function runs on `f0`'s fiber (it is `f0`, or called on the same
+    /// fiber from there), where `co.generator()` is `f0`.
+    top_fiber: bool,
 }
 
 impl<'r> Gen<'r> {
@@ -364,6 +383,7 @@ impl<'r> Gen<'r> {
             blocks: 0,
             in_handler: false,
             clean,
+            top_fiber: true,
         });
         self.funcs[0] = Some(Func {
             name: "f0".into(),
@@ -437,7 +457,7 @@ impl<'r> Gen<'r> {
         let can_delegate = scope.depth < MAX_DELEGATION_DEPTH && self.funcs.len() < MAX_FUNCS;
         // A handler that returns: with `except GeneratorExit`, that is how
         // close() gets a value back.
-        if scope.in_handler && self.chance(12) {
+        if scope.in_handler && self.chance(20) {
             return Stmt::Return(self.expr());
         }
         loop {
@@ -464,7 +484,10 @@ impl<'r> Gen<'r> {
                         [self.below(3)];
                     return Stmt::Raise(kind, self.message());
                 }
-                89..=93 if scope.in_handler => return Stmt::Reraise,
+                89..=91 if scope.in_handler => return Stmt::Reraise,
+                92..=93 if scope.top_fiber => {
+                    return Stmt::Poke([Poke::Next, Poke::Throw, Poke::Close][self.below(3)])
+                }
                 94..=98 => return Stmt::Return(self.expr()),
                 _ => continue,
             }
@@ -488,6 +511,7 @@ impl<'r> Gen<'r> {
             blocks: 0,
             in_handler: false,
             clean,
+            top_fiber: scope.top_fiber && how == Delegation::SameFiber,
         });
         self.funcs[callee] = Some(Func {
             name: format!("f{callee}"),

@@ -10,12 +10,12 @@ use std::fmt::Write as _;
 
 use pyfiber::value::str_repr;
 
-use super::program::{Delegation, Expr, Func, Lit, Program, Raisable, Step, Stmt};
+use super::program::{Delegation, Expr, Func, Lit, Poke, Program, Raisable, Step, Stmt};
 
 /// Helpers the cases call. `call` and `line` fix the trace format the Rust
 /// driver reproduces; `close313` is `generator.close()` as Python 3.13
 /// defines it (the one behaviour this python3 lacks; see NOTES.md).
-pub const PRELUDE: &str = r#"import gc, inspect, sys
+pub const PRELUDE: &str = r#"import gc, inspect, sys, weakref
 
 gc.disable()  # a finalizer runs at `del g` or at the explicit collect, never at random
 sys.unraisablehook = lambda unraisable: None  # pyfiber reports those on stderr
@@ -38,6 +38,25 @@ def untrace():
     e = sys.exc_info()[1]
     if e is not None:
         e.__traceback__ = None
+
+def poke(name, me, op):
+    # The running generator touching itself through a weak reference (a
+    # strong one would keep it from being finalized); `g` goes before
+    # the exception leaves, so the traceback holds no reference either.
+    g = me()
+    if g is None:
+        print(f"{name} me gone")
+        return
+    try:
+        if op == "next":
+            next(g)
+        elif op == "throw":
+            g.throw(ValueError("self"))
+        else:
+            g.close()
+    finally:
+        del g
+    print(f"{name} me ok")
 
 def call(label, f, *args):
     try:
@@ -224,12 +243,21 @@ impl Writer<'_> {
                 &format!("raise {}", raisable(*kind, &Lit::Str(msg.clone()))),
             ),
             Stmt::Reraise => self.line(indent, "raise"),
+            Stmt::Poke(op) => {
+                let op = match op {
+                    Poke::Next => "next",
+                    Poke::Throw => "throw",
+                    Poke::Close => "close",
+                };
+                self.line(indent, &format!("poke(\"{name}\", me, \"{op}\")"));
+            }
             Stmt::Return(e) => self.line(indent, &format!("return {}", expr(e))),
         }
     }
 
     fn driver(&mut self, indent: usize) {
         self.line(indent, "g = f0()");
+        self.line(indent, "me = weakref.ref(g)");
         for step in &self.program.steps {
             let label = str_repr(&step_label(step));
             let text = match step {
