@@ -28,10 +28,9 @@
 //! into Python's outcome; [`Co::yield_from`] is PEP 380's expansion, line by
 //! line.
 
-use std::any::{type_name, Any};
+use std::any::type_name;
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
 use corosensei::stack::DefaultStack;
@@ -100,9 +99,6 @@ enum Resume {
     /// forwarded straight to `sub` (see [`Generator::forward`]) and `sub`
     /// finished with this.
     SubDone(PyResult<Value>),
-    /// As `SubDone`, but `sub`'s body panicked: the panic must go on
-    /// unwinding through the delegator's body.
-    SubPanicked(Box<dyn Any + Send>),
 }
 
 /// What crosses a fiber switch, in either direction: one machine word.
@@ -366,9 +362,24 @@ impl Generator {
     /// unpacked and repacked at every hop.
     #[inline(always)]
     fn send_wire(&self, w: Wire) -> Outcome {
+        // Suspended is the only state in which a send reaches a body; an if
+        // rather than a match keeps that path free of a jump table.
+        if self.0.state.get() == GenState::Suspended {
+            if self.0.delegating.get() {
+                self.forward(w)
+            } else {
+                self.0.send_suspended(w)
+            }
+        } else {
+            self.send_wire_other(w)
+        }
+    }
+
+    /// `send` to a generator that is not suspended.
+    #[cold]
+    #[inline(never)]
+    fn send_wire_other(&self, w: Wire) -> Outcome {
         match self.0.state.get() {
-            GenState::Suspended if self.0.delegating.get() => self.forward(w),
-            GenState::Suspended => self.0.send_suspended(w),
             GenState::Running => refuse(w, already_executing()),
             GenState::Closed => refuse(w, Exception::StopIteration(Value::None)),
             GenState::Created if w.0 != TAG_NONE => refuse(
@@ -377,7 +388,7 @@ impl Generator {
                     "can't send non-None value to a just-started generator".into(),
                 ),
             ),
-            GenState::Created => self.resume(Resume::Send(Value::None)),
+            GenState::Created | GenState::Suspended => self.resume(Resume::Send(w.into_value())),
         }
     }
 
@@ -385,22 +396,29 @@ impl Generator {
     /// the value on to `sub`, so do that from here, instead of switching
     /// into this generator's fiber only for it to switch into `sub`'s. This
     /// fiber wakes only when `sub` finishes (its `yield from` then returns
-    /// or raises) or panics (the panic must unwind this body too). Meanwhile
-    /// this generator is running, as CPython's delegator is.
+    /// or raises). Meanwhile this generator is running, as CPython's
+    /// delegator is. If `sub` panics, [`UnwindOnPanic`] unwinds this body as
+    /// the panic passes, as if it had come through this fiber.
     #[inline(never)]
     fn forward(&self, w: Wire) -> Outcome {
-        let Some(YieldFrom::Generator(sub)) = self.0.yieldfrom.borrow().clone() else {
-            unreachable!("`delegating` is set only while yielding from a generator")
-        };
         self.0.state.set(GenState::Running);
-        let step = catch_unwind(AssertUnwindSafe(|| sub.send_wire(w)));
-        self.0.state.set(GenState::Suspended);
-        let resume = match step {
-            Ok(Outcome::Yielded(y)) => return Outcome::Yielded(y),
-            Ok(done) => Resume::SubDone(done.into_send_result()),
-            Err(panic) => Resume::SubPanicked(panic),
+        let guard = UnwindOnPanic(&self.0);
+        let step = {
+            // Borrowed, not cloned: nothing can replace `gi_yieldfrom` while
+            // this generator is running, and the borrow ends before its
+            // fiber is resumed below.
+            let yieldfrom = self.0.yieldfrom.borrow();
+            let Some(YieldFrom::Generator(sub)) = &*yieldfrom else {
+                unreachable!("`delegating` is set only while yielding from a generator")
+            };
+            sub.send_wire(w)
         };
-        self.resume(resume)
+        std::mem::forget(guard);
+        self.0.state.set(GenState::Suspended);
+        match step {
+            Outcome::Yielded(y) => Outcome::Yielded(y),
+            done => self.resume(Resume::SubDone(done.into_send_result())),
+        }
     }
 
     /// `next(generator)`, which is `send(None)`.
@@ -580,6 +598,25 @@ impl Drop for ClosedOnPanic<'_> {
                 if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
                     crate::stack_pool::give_back(fiber.into_stack());
                 }
+            }
+        }
+    }
+}
+
+/// Armed while [`Generator::forward`] runs a send in a delegator's
+/// sub-generator; dropped only if that panics (the normal path forgets it).
+/// The panic did not pass through the delegator's fiber, so unwind that
+/// fiber here, as it goes by: the delegator's cleanup runs right after its
+/// sub-generator's, and the delegator is closed.
+struct UnwindOnPanic<'a>(&'a Inner);
+
+impl Drop for UnwindOnPanic<'_> {
+    fn drop(&mut self) {
+        self.0.state.set(GenState::Closed);
+        if let Ok(mut frame) = self.0.frame.try_borrow_mut() {
+            if let Frame::Started(mut fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
+                fiber.force_unwind();
+                crate::stack_pool::give_back(fiber.into_stack());
             }
         }
     }
@@ -883,7 +920,7 @@ impl Co<'_> {
         match Wire::unparcel() {
             Resume::Send(v) => Ok(v),
             Resume::Throw(e) => Err(*e),
-            Resume::SubDone(_) | Resume::SubPanicked(_) => not_delegating(),
+            Resume::SubDone(_) => not_delegating(),
         }
     }
 
@@ -916,7 +953,6 @@ impl Co<'_> {
                 // The caller sent straight to `sub` (Generator::forward),
                 // which finished: this is how its `send` ended.
                 Resume::SubDone(step) => step,
-                Resume::SubPanicked(panic) => resume_unwind(panic),
                 Resume::Throw(e) if *e == Exception::GeneratorExit => {
                     sub.close()?;
                     return Err(Exception::GeneratorExit);
@@ -949,7 +985,7 @@ impl Co<'_> {
                     )))
                 }
                 Resume::Throw(e) => return Err(*e),
-                Resume::SubDone(_) | Resume::SubPanicked(_) => not_delegating(),
+                Resume::SubDone(_) => not_delegating(),
             }
         }
         Ok(Value::None)
