@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use pyfiber::{stack_pool, Co, Exception, Generator, PyResult, Value, YieldFrom};
+use pyfiber::{stack_pool, Co, Exception, Generator, Object, PyResult, Value, YieldFrom};
 
 // ---------------------------------------------------------------------------
 // The harness
@@ -89,6 +89,12 @@ def close313(g):
 
 class MyError(Exception):
     pass
+
+class Token:
+    def __init__(self, name):
+        self.name = name
+    def __del__(self):
+        print("freed", self.name)
 "#;
 
 /// Reads the cases from stdin (`name \x1f source \x1e` records) and runs each
@@ -307,6 +313,44 @@ fn divide(a: i64, b: i64) -> PyResult<Value> {
         return Err(Exception::user("ZeroDivisionError", "division by zero"));
     }
     Ok(Value::Float(a as f64 / b as f64))
+}
+
+/// `Token(name)`: an object that says when it is freed (`__del__`).
+struct Token(&'static str);
+
+impl Object for Token {
+    fn type_name(&self) -> &str {
+        "Token"
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        out!("freed {}", self.0);
+    }
+}
+
+fn token(name: &'static str) -> Value {
+    Value::object(Token(name))
+}
+
+/// Values of every kind the snippets send: small and large ints, floats,
+/// strings, bytes, tuples, lists, None, bools.
+fn assorted() -> Vec<Value> {
+    vec![
+        Value::Int(7),
+        Value::Int(-3),
+        Value::Int(1 << 62),
+        Value::Int(-(1 << 62) - 1),
+        Value::Int(i64::MAX),
+        Value::Float(2.5),
+        "text".into(),
+        Value::from(&b"\x00b"[..]),
+        Value::Tuple(vec![Value::Int(1), "a".into()].into()),
+        Value::from(vec![Value::None, Value::Bool(true)]),
+        Value::None,
+        Value::Bool(false),
+    ]
 }
 
 fn int(v: &Value) -> i64 {
@@ -2968,6 +3012,193 @@ mod panic_through_yield_from {
 }
 
 // ---------------------------------------------------------------------------
+// values of every kind, and when they are freed
+// ---------------------------------------------------------------------------
+
+/// Every kind of value goes in with send and comes back out with yield,
+/// through a three-deep `yield from` chain too.
+mod values_of_every_kind_round_trip {
+    use super::*;
+    pub const PY: &str = r#"
+    VALUES = [7, -3, 2**62, -2**62 - 1, 2**63 - 1, 2.5, "text", b"\x00b", (1, "a"), [None, True], None, False]
+    def echo():
+        x = yield "ready"
+        while True:
+            x = yield x
+    def middle():
+        return (yield from echo())
+    def outer():
+        return (yield from middle())
+    for g in (echo(), outer()):
+        next(g)
+        for v in VALUES:
+            call("send " + repr(v), g.send, v)
+    "#;
+    fn echo(co: &Co) -> PyResult<Value> {
+        let mut x = co.yield_("ready")?;
+        loop {
+            x = co.yield_(x)?;
+        }
+    }
+    fn run(via: Via) {
+        let chain = Generator::named("outer", move |co| {
+            via.yield_from(co, "middle", move |co| via.yield_from(co, "echo", echo))
+        });
+        for g in [Generator::named("echo", echo), chain] {
+            g.next().unwrap();
+            for v in assorted() {
+                call(&format!("send {v:?}"), g.send(v));
+            }
+        }
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// A value sent to a generator that refuses it (closed, just started,
+/// running) is not kept anywhere: it is freed when its last owner drops it.
+mod refused_sends_keep_nothing {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            me.send(t2)
+        except ValueError as e:
+            print("inside:", line(e))
+        yield 1
+    t1 = Token("t1")
+    t2 = Token("t2")
+    t3 = Token("t3")
+    me = gen()
+    call("send t1 before start", me.send, t1)
+    print("dropping t1")
+    del t1
+    call("next", next, me)
+    print("dropping t2")
+    del t2
+    me.close()
+    call("send t3 after close", me.send, t3)
+    print("dropping t3")
+    del t3
+    print("end")
+    "#;
+    pub fn rust() {
+        let t1 = token("t1");
+        let t2 = token("t2");
+        let t3 = token("t3");
+        let sent = t2.clone();
+        let me = Generator::named("gen", move |co| {
+            if let Err(e) = co.generator().unwrap().send(sent) {
+                out!("inside: {}", e.line());
+            }
+            co.yield_(1)?;
+            Ok(Value::None)
+        });
+        call("send t1 before start", me.send(t1.clone()));
+        out!("dropping t1");
+        drop(t1);
+        call("next", me.next());
+        out!("dropping t2");
+        drop(t2);
+        me.close().unwrap();
+        call("send t3 after close", me.send(t3.clone()));
+        out!("dropping t3");
+        drop(t3);
+        out!("end");
+    }
+}
+
+/// A value yielded in answer to close() is thrown away by close() at once.
+mod value_yielded_on_close_is_freed {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit:
+            yield Token("late")
+    g = gen()
+    next(g)
+    call("close", g.close)
+    print("after close")
+    call("close again", g.close)
+    "#;
+    pub fn rust() {
+        let g = Generator::named("gen", |co| {
+            match co.yield_(1) {
+                Err(Exception::GeneratorExit) => {
+                    co.yield_(token("late"))?;
+                }
+                other => {
+                    other?;
+                }
+            }
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("after close");
+        call("close again", g.close());
+    }
+}
+
+/// Objects through a `yield from` chain arrive as the very same object, and
+/// are freed when the last holder lets go.
+mod objects_through_a_chain_are_the_same_object {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        x = yield "ready"
+        print("inner got", x.name)
+        yield x
+    def outer():
+        yield from inner()
+    g = outer()
+    next(g)
+    t = Token("t")
+    back = g.send(t)
+    print("same object:", back is t)
+    del back
+    print("dropping t")
+    del t
+    print("closing")
+    g.close()
+    print("end")
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        let x = co.yield_("ready")?;
+        let name = x.downcast::<Token>().map_or("?", |t| t.0);
+        out!("inner got {name}");
+        // A clone: `x` stays a local of the body until it ends, as in Python.
+        co.yield_(x.clone())?;
+        Ok(Value::None)
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| via.yield_from(co, "inner", inner));
+        g.next().unwrap();
+        let t = token("t");
+        let back = g.send(t.clone()).unwrap();
+        out!("same object: {}", if back == t { "True" } else { "False" });
+        drop(back);
+        out!("dropping t");
+        drop(t);
+        out!("closing");
+        g.close().unwrap();
+        out!("end");
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The registry: one `#[test]` per case, one python3 run for all of them
 // ---------------------------------------------------------------------------
 
@@ -3067,6 +3298,10 @@ cases! {
     yield_from_results_in_expressions => [pep380, same_fiber],
     panic_propagates_and_closes => [rust],
     panic_through_yield_from => [pep380, same_fiber],
+    values_of_every_kind_round_trip => [pep380, same_fiber],
+    refused_sends_keep_nothing => [rust],
+    value_yielded_on_close_is_freed => [rust],
+    objects_through_a_chain_are_the_same_object => [pep380, same_fiber],
 }
 
 /// The suite itself: enough cases, unique names, and python3 ran every one
