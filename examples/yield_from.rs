@@ -202,9 +202,37 @@ fn loop_() -> PyResult<()> {
     Ok(())
 }
 
+/// With `--literal`, a fetch at its deepest wait holds four suspended
+/// generators (`fetch` → `read_all` → `read` → `Future.__iter__`), each on a
+/// fiber stack of two memory mappings, and Linux caps a process at
+/// `vm.max_map_count` mappings. A run that cannot fit is refused before it
+/// starts, rather than failing URLs with `MemoryError` halfway.
+fn check_literal_fits(urls: usize) {
+    const PER_URL: usize = 4 * 2;
+    const SLACK: usize = 2000; // the process's own mappings: code, heap, threads
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    if let Some(max) = max_map_count {
+        let needed = urls * PER_URL + SLACK;
+        if needed > max {
+            common::fail(format!(
+                "--literal with --urls {urls} needs about {needed} memory mappings \
+                 (4 suspended generators per URL, 2 mappings per fiber stack, + {SLACK}), \
+                 but vm.max_map_count is {max}; use at most {} URLs, drop --literal \
+                 (one fiber per fetch), or raise it: sysctl -w vm.max_map_count=262144",
+                (max.saturating_sub(SLACK)) / PER_URL
+            ));
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     LITERAL.with(|l| l.set(cli.literal));
+    if cli.literal {
+        check_literal_fits(cli.common.urls);
+    }
     let stage = common::Stage::start("yield_from", cli.common, common::Concurrency::All);
     URLS_TODO.with(|todo| {
         todo.borrow_mut()

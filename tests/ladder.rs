@@ -400,6 +400,24 @@ fn too_many_urls_for_the_open_file_limit_are_refused_before_starting() {
 }
 
 #[test]
+fn literal_yield_from_refuses_more_urls_than_fiber_stacks_fit() {
+    let max_map_count: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .expect("Linux has vm.max_map_count")
+        .trim()
+        .parse()
+        .unwrap();
+    // Four suspended generators per URL, two mappings per stack.
+    let n = (max_map_count / 8 + 1000).to_string();
+    let (output, seconds) = run(example("yield_from"), &["--literal", "--urls", &n]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("vm.max_map_count"), "{err}");
+    assert!(err.contains(&format!("--urls {n}")), "{err}");
+    assert!(stdout(&output).is_empty());
+    assert!(seconds < 5.0);
+}
+
+#[test]
 fn python_twins_fetch_the_same_titles() {
     for stage in STAGES {
         let file =
