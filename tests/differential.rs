@@ -15,6 +15,9 @@
 //! runs them all and prints each trace between `=== case N` markers. The same
 //! AST runs on pyfiber through an interpreter (`differential/interp.rs`), and
 //! the traces are compared per case. Nothing expected is written by hand.
+//! When cases fail, the first is also shrunk (`differential/shrink.rs`): every
+//! program one edit smaller runs in one `python3`, the first that still
+//! disagrees is kept, until no edit does; the report ends with that program.
 //!
 //! Knobs (environment variables):
 //! - `PYFIBER_FUZZ_SEED`: the seed (decimal or `0x` hex); a fixed default
@@ -27,17 +30,19 @@ mod differential {
     pub mod interp;
     pub mod program;
     pub mod python;
+    pub mod shrink;
 }
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use differential::interp::{self, Runtime};
 use differential::program::{case_rng, Delegation, Gen, Program, MAX_DELEGATION_DEPTH};
-use differential::python;
+use differential::{python, shrink};
 use pyfiber::stack_pool;
 
 /// The CI seed. Any other seed is as good; this one is fixed so that CI runs
@@ -89,8 +94,60 @@ struct Expected {
     programs: Vec<(usize, Program)>,
     sources: HashMap<usize, String>,
     traces: HashMap<usize, Vec<String>>,
-    script_path: std::path::PathBuf,
+    script_path: PathBuf,
     python_time: f64,
+}
+
+/// Runs `sources` (numbered cases) as one script in one `python3` and splits
+/// its stdout by case. The script is kept at `path` for a human to rerun.
+fn run_python(
+    path: &Path,
+    sources: &[(usize, String)],
+) -> Result<HashMap<usize, Vec<String>>, String> {
+    std::fs::write(path, python::script(sources))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    // `exec` of the source read as a string: CPython 3.11 reads a large
+    // script *file* several times slower than the same text.
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg("import sys; exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'))")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("the differential test needs `python3` on PATH: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || !stdout.ends_with("=== END\n") {
+        return Err(format!(
+            "python3 failed on {} ({}):\n{}\n{}",
+            path.display(),
+            output.status,
+            stdout.lines().rev().take(20).collect::<Vec<_>>().join("\n"),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut traces: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut current: Option<usize> = None;
+    for line in stdout.lines() {
+        if let Some(n) = line.strip_prefix("=== case ") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("python3 printed a bad marker {line:?}"))?;
+            traces.insert(n, Vec::new());
+            current = Some(n);
+        } else if line == "=== END" {
+            current = None;
+        } else {
+            let n = current.ok_or_else(|| format!("python3 printed {line:?} outside a case"))?;
+            traces.get_mut(&n).unwrap().push(line.to_string());
+        }
+    }
+    if traces.len() != sources.len() {
+        return Err(format!(
+            "python3 ran {} cases out of {}",
+            traces.len(),
+            sources.len()
+        ));
+    }
+    Ok(traces)
 }
 
 /// Generates every case and runs them all in one `python3`; shared by the
@@ -111,53 +168,11 @@ fn expected() -> &'static Expected {
             .iter()
             .map(|(n, p)| (*n, python::case_source(*n, p)))
             .collect();
-        let script = python::script(&sources);
-        let script_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        let script_path = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("differential_{:#x}.py", config.seed));
-        std::fs::write(&script_path, &script).expect("writing the Python script");
-
         let started = Instant::now();
-        // `exec` of the source read as a string: CPython 3.11 reads a large
-        // script *file* several times slower than the same text.
-        let output = Command::new("python3")
-            .arg("-c")
-            .arg("import sys; exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'))")
-            .arg(&script_path)
-            .output()
-            .expect("the differential test needs `python3` on PATH");
+        let traces = run_python(&script_path, &sources).unwrap_or_else(|e| panic!("{e}"));
         let python_time = started.elapsed().as_secs_f64();
-        let stdout = String::from_utf8(output.stdout).expect("python3 printed UTF-8");
-        assert!(
-            output.status.success() && stdout.ends_with("=== END\n"),
-            "python3 failed on {} ({}):\n{}\n{}",
-            script_path.display(),
-            output.status,
-            stdout.lines().rev().take(20).collect::<Vec<_>>().join("\n"),
-            String::from_utf8_lossy(&output.stderr)
-        );
-
-        let mut traces: HashMap<usize, Vec<String>> = HashMap::new();
-        let mut current: Option<usize> = None;
-        for line in stdout.lines() {
-            if let Some(n) = line.strip_prefix("=== case ") {
-                let n: usize = n.parse().expect("a case number after the marker");
-                traces.insert(n, Vec::new());
-                current = Some(n);
-            } else if line == "=== END" {
-                current = None;
-            } else {
-                let n =
-                    current.unwrap_or_else(|| panic!("python3 printed {line:?} outside a case"));
-                traces.get_mut(&n).unwrap().push(line.to_string());
-            }
-        }
-        assert_eq!(
-            traces.len(),
-            programs.len(),
-            "python3 ran {} cases out of {}",
-            traces.len(),
-            programs.len()
-        );
         Expected {
             config,
             programs,
@@ -167,6 +182,43 @@ fn expected() -> &'static Expected {
             python_time,
         }
     })
+}
+
+/// Shrinks a failing program: round by round, every program one edit
+/// smaller runs in one `python3`, and the first that still makes pyfiber and
+/// CPython disagree is kept. Returns it with its Python trace.
+fn shrink(program: &Program) -> Result<(Program, Vec<String>), String> {
+    const MAX_ROUNDS: usize = 200;
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential_shrink.py");
+    let mut current = program.clone();
+    let mut current_trace = None;
+    for _ in 0..MAX_ROUNDS {
+        let candidates = shrink::reductions(&current);
+        let sources: Vec<(usize, String)> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, python::case_source(i, p)))
+            .collect();
+        let traces = run_python(&path, &sources)?;
+        let smaller = candidates
+            .into_iter()
+            .enumerate()
+            .find(|(i, p)| interp::run(p, Runtime::Pyfiber) != traces[i]);
+        match smaller {
+            Some((i, p)) => {
+                current = p;
+                current_trace = Some(traces[&i].clone());
+            }
+            None => break,
+        }
+    }
+    let trace = match current_trace {
+        Some(t) => t,
+        None => run_python(&path, &[(0, python::case_source(0, &current))])?
+            .remove(&0)
+            .unwrap(),
+    };
+    Ok((current, trace))
 }
 
 /// A line diff (longest common subsequence): `  ` both, `- ` python3 only,
@@ -204,7 +256,6 @@ fn diff(python: &[String], rust: &[String]) -> String {
 /// Everything needed to see and replay one failing case.
 fn report(expected: &Expected, n: usize, program: &Program, got: &[String]) -> String {
     let seed = expected.config.seed;
-    let steps: Vec<String> = program.steps.iter().map(python::step_label).collect();
     format!(
         "case {n} (seed {seed:#x}): pyfiber's trace differs from python3's\n\
          reproduce: PYFIBER_FUZZ_SEED={seed:#x} PYFIBER_FUZZ_CASE={n} cargo test --test differential\n\
@@ -213,22 +264,29 @@ fn report(expected: &Expected, n: usize, program: &Program, got: &[String]) -> S
          python source:\n{}\n\
          trace diff (- python3, + pyfiber):\n{}",
         expected.script_path.display(),
-        steps.join(", "),
+        steps(program),
         expected.sources[&n],
         diff(&expected.traces[&n], got)
     )
 }
 
-/// Runs every case on `runtime`; returns the failing cases' reports.
-fn run_all(expected: &Expected, runtime: Runtime) -> Vec<String> {
+/// Runs every case on `runtime`; returns the failing cases' numbers and
+/// reports.
+fn run_all(expected: &Expected, runtime: Runtime) -> Vec<(usize, String)> {
     let mut failures = Vec::new();
     for (n, program) in &expected.programs {
         let got = interp::run(program, runtime);
         if got != expected.traces[n] {
-            failures.push(report(expected, *n, program, &got));
+            failures.push((*n, report(expected, *n, program, &got)));
         }
     }
     failures
+}
+
+/// The driver's steps, as the trace labels them.
+fn steps(program: &Program) -> String {
+    let steps: Vec<String> = program.steps.iter().map(python::step_label).collect();
+    steps.join(", ")
 }
 
 /// The issue's property: on every generated program, pyfiber prints exactly
@@ -248,14 +306,30 @@ fn pyfiber_generators_match_cpython() {
         rust_time,
         failures.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ; the first {}:\n\n{}",
-        failures.len(),
-        expected.programs.len(),
-        failures.len().min(REPORTED_FAILURES),
-        failures[..failures.len().min(REPORTED_FAILURES)].join("\n\n")
-    );
+    if let Some(&(n, _)) = failures.first() {
+        let program = &expected.programs.iter().find(|(m, _)| *m == n).unwrap().1;
+        let shrunk = match shrink(program) {
+            Ok((small, trace)) => format!(
+                "case {n} shrunk to:\n{}driver: {}\ntrace diff (- python3, + pyfiber):\n{}",
+                python::case_source(n, &small),
+                steps(&small),
+                diff(&trace, &interp::run(&small, Runtime::Pyfiber))
+            ),
+            Err(e) => format!("(shrinking case {n} failed: {e})"),
+        };
+        let reports: Vec<&str> = failures
+            .iter()
+            .take(REPORTED_FAILURES)
+            .map(|(_, r)| r.as_str())
+            .collect();
+        panic!(
+            "{} of {} cases differ; the first {}:\n\n{}\n\n{shrunk}",
+            failures.len(),
+            expected.programs.len(),
+            reports.len(),
+            reports.join("\n\n")
+        );
+    }
     let after = stack_pool::stats().in_use;
     assert_eq!(
         before, after,

@@ -226,6 +226,21 @@ impl Program {
             .unwrap_or_default()
     }
 
+    /// The functions `f0` can reach through `yield from`, `f0` included.
+    pub fn reachable(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.funcs.len()];
+        let mut todo = vec![0];
+        while let Some(f) = todo.pop() {
+            if std::mem::replace(&mut seen[f], true) {
+                continue;
+            }
+            let mut calls = Vec::new();
+            collect_calls(&self.funcs[f].body, &mut calls);
+            todo.extend(calls.into_iter().map(|(c, _)| c));
+        }
+        seen
+    }
+
     /// Whether some body has a bare `raise`.
     pub fn has_reraise(&self) -> bool {
         fn any(body: &[Stmt]) -> bool {
@@ -250,7 +265,7 @@ impl Program {
 }
 
 /// The `yield from fK()` statements of a body, nested blocks included.
-fn collect_calls(body: &[Stmt], calls: &mut Vec<(usize, Delegation)>) {
+pub fn collect_calls(body: &[Stmt], calls: &mut Vec<(usize, Delegation)>) {
     for s in body {
         match s {
             Stmt::YieldFrom { callee, how } => calls.push((*callee, *how)),

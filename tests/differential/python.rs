@@ -282,7 +282,9 @@ pub fn case_source(n: usize, program: &Program) -> String {
         program,
     };
     w.line(0, &format!("def case_{n}():"));
-    for f in &program.funcs {
+    // Only what `f0` can reach (a shrunk case may leave functions behind).
+    let reachable = program.reachable();
+    for (f, _) in program.funcs.iter().zip(reachable).filter(|(_, r)| *r) {
         w.func(1, f);
     }
     w.driver(1);
