@@ -32,7 +32,7 @@ use std::rc::Rc;
 
 use pyfiber::event_loop::{self, callback, get_event_loop};
 use pyfiber::net::Socket;
-use pyfiber::{Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
+use pyfiber::{Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
 
 thread_local! {
     /// `urls_todo = {...}`: the URLs whose fetch has not finished.
@@ -57,75 +57,93 @@ impl Crawler {
         })
     }
 
-    /// `def fetch(self)`: the coroutine. Calling it makes a generator; the
-    /// `Task` runs it.
+    /// `def fetch(self)`: the coroutine's body. `Task(crawler.fetch())` in
+    /// `main` makes the generator object that runs it on its own fiber.
     ///
-    /// The seed's body, plus what a real run needs: a failed connect or a
-    /// timeout ends this URL with an `error:` line (the seed would crash or
-    /// hang), and each `selector.unregister` runs even when the `yield`
-    /// raised (the seed's code has no `try/finally`; the twin has one).
-    fn fetch(self: &Rc<Self>) -> Generator {
-        let this = self.clone();
-        Generator::named("fetch", move |co| {
-            let selector = event_loop::selector();
-            // try:
-            let outcome = (|| -> PyResult<Vec<u8>> {
-                let sock = Rc::new(Socket::new()?);
-                sock.setblocking(false)?;
-                match sock.connect(this.target.addr) {
-                    Ok(()) | Err(Exception::BlockingIOError(_)) => {}
-                    Err(e) => return Err(e),
-                }
-                let f = Future::new();
-                let on_connected = {
-                    let f = f.clone();
-                    move || f.set_result(Value::None)
-                };
-                selector.register(sock.fileno(), EVENT_WRITE, callback(on_connected))?;
-                let sent = co.yield_(f); // yield f
-                selector.unregister(sock.fileno())?;
-                sent?;
-                // Writable means the connect finished, not that it worked:
-                // SO_ERROR says which (ConnectionRefusedError, ...).
-                sock.take_error()?;
-                let get = this.target.request();
-                // A request this small always fits the send buffer.
-                sock.sendall(get.as_bytes())?;
+    /// The seed's body is [`Crawler::download`]; around it, what a real run
+    /// needs: a failed connect or a timeout ends this URL with an `error:`
+    /// line (the seed would crash or hang), and the URL leaves `urls_todo`
+    /// whatever happened.
+    fn fetch(&self, co: &Co<'_>) -> PyResult<Value> {
+        // try:
+        let outcome = self.download(co);
+        // print("result:", self.response)  (or the error)
+        common::report_response(&self.target.url, outcome);
+        // finally: urls_todo.remove(self.url); if not urls_todo: stopped = True
+        URLS_TODO.with(|todo| {
+            let mut todo = todo.borrow_mut();
+            todo.remove(&self.target.url);
+            if todo.is_empty() {
+                STOPPED.with(|s| s.set(true));
+            }
+        });
+        Ok(Value::None)
+    }
 
-                loop {
-                    let f = Future::new();
-                    let on_readable = {
-                        let (f, sock) = (f.clone(), sock.clone());
-                        move || match sock.recv(4096) {
-                            Ok(chunk) => f.set_result(chunk),
-                            Err(e) => f.set_exception(e),
-                        }
-                    };
-                    selector.register(sock.fileno(), EVENT_READ, callback(on_readable))?;
-                    let chunk = co.yield_(f); // chunk = yield f
-                    selector.unregister(sock.fileno())?;
-                    let chunk = chunk?;
-                    match chunk.as_bytes() {
-                        Some(bytes) if !bytes.is_empty() => {
-                            common::append_chunk(&mut this.response.borrow_mut(), bytes)?
-                        }
-                        _ => break,
-                    }
+    /// The seed's `fetch` proper: connect, send the request, read until
+    /// `b''`, yielding a future at each wait. Each `selector.unregister` runs
+    /// even when the `yield` raised (the seed has no `try/finally`; the twin
+    /// has one).
+    fn download(&self, co: &Co<'_>) -> PyResult<Vec<u8>> {
+        let selector = event_loop::selector();
+        let sock = Rc::new(Socket::new()?);
+        sock.setblocking(false)?;
+        match sock.connect(self.target.addr) {
+            Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let f = Future::new();
+        let connected = f.clone();
+        selector.register(
+            sock.fileno(),
+            EVENT_WRITE,
+            callback(move || on_connected(&connected)),
+        )?;
+        let sent = co.yield_(f); // yield f
+        selector.unregister(sock.fileno())?;
+        sent?;
+        // Writable means the connect finished, not that it worked: SO_ERROR
+        // says which (ConnectionRefusedError, ...).
+        sock.take_error()?;
+        let get = self.target.request();
+        // A request this small always fits the send buffer.
+        sock.sendall(get.as_bytes())?;
+
+        loop {
+            let f = Future::new();
+            let (readable, s) = (f.clone(), sock.clone());
+            selector.register(
+                sock.fileno(),
+                EVENT_READ,
+                callback(move || on_readable(&readable, &s)),
+            )?;
+            let chunk = co.yield_(f); // chunk = yield f
+            selector.unregister(sock.fileno())?;
+            let chunk = chunk?;
+            match chunk.as_bytes() {
+                Some(bytes) if !bytes.is_empty() => {
+                    common::append_chunk(&mut self.response.borrow_mut(), bytes)?
                 }
-                Ok(this.response.take())
-            })();
-            // print("result:", self.response)  (or the error)
-            common::report_response(&this.target.url, outcome);
-            // finally: urls_todo.remove(self.url); if not urls_todo: stopped = True
-            URLS_TODO.with(|todo| {
-                let mut todo = todo.borrow_mut();
-                todo.remove(&this.target.url);
-                if todo.is_empty() {
-                    STOPPED.with(|s| s.set(true));
-                }
-            });
-            Ok(Value::None)
-        })
+                _ => break,
+            }
+        }
+        Ok(self.response.take())
+    }
+}
+
+/// `def on_connected()`: the selector callback for writability. It only sets
+/// the future's result; `Task.step`, the future's done callback, does the rest.
+fn on_connected(f: &Future) {
+    f.set_result(Value::None);
+}
+
+/// `def on_readable()`: `f.set_result(sock.recv(4096))`. An error from
+/// `recv` (a reset, ...) fails the future instead, and `Task.step` throws it
+/// into `fetch` at its `yield`.
+fn on_readable(f: &Future, sock: &Socket) {
+    match sock.recv(4096) {
+        Ok(chunk) => f.set_result(chunk),
+        Err(e) => f.set_exception(e),
     }
 }
 
@@ -156,8 +174,9 @@ fn main() -> ExitCode {
     let event_loop = get_event_loop();
     for target in &stage.targets {
         let crawler = Crawler::new(target.clone());
-        // Task(crawler.fetch()): runs fetch to its first `yield`.
-        let task = Task::new(crawler.fetch());
+        // Task(crawler.fetch()): calling the generator function makes the
+        // generator object; the Task runs it to its first `yield`.
+        let task = Task::new(Generator::named("fetch", move |co| crawler.fetch(co)));
         // --timeout: when it runs out, fail the future the task is waiting
         // on; Task.step throws the TimeoutError into fetch at its `yield`.
         let waiting = task.clone();
