@@ -397,6 +397,7 @@ fn the_cases_cover_the_protocol() {
             "ValueError: generator already executing",
         ),
         ("a finalizer finding its weak reference dead", " me gone"),
+        ("a chain asking the state of its own top", " me GEN_RUNNING"),
     ];
     for (what, needle) in corners {
         if !seen(needle) {

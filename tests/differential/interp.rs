@@ -34,6 +34,10 @@ struct Ctx {
     program: Program,
     runtime: Runtime,
     out: RefCell<Vec<String>>,
+    /// `me()`: the driver's `g` while the driver holds it. Python's weak
+    /// reference dies with `del g`, before the finalizer runs; the driver
+    /// clears this just before it drops `g`.
+    me: RefCell<Option<Generator>>,
 }
 
 impl Ctx {
@@ -54,6 +58,8 @@ enum Flow {
 struct Frame<'p> {
     name: &'p str,
     x: Value,
+    /// The call runs on `f0`'s fiber, where `co.generator()` is `me()`.
+    on_f0_fiber: bool,
 }
 
 /// A literal as a pyfiber [`Value`].
@@ -98,15 +104,16 @@ fn matches(catch: Catch, exc: &Exception) -> bool {
 fn make_generator(ctx: &Rc<Ctx>, f: usize) -> Generator {
     let name = ctx.program.funcs[f].name.clone();
     let ctx = ctx.clone();
-    Generator::named(name, move |co| call_body(&ctx, co, f))
+    Generator::named(name, move |co| call_body(&ctx, co, f, f == 0))
 }
 
 /// The body of function `f`, run on whichever fiber calls it.
-fn call_body(ctx: &Rc<Ctx>, co: &Co<'_>, f: usize) -> PyResult<Value> {
+fn call_body(ctx: &Rc<Ctx>, co: &Co<'_>, f: usize, on_f0_fiber: bool) -> PyResult<Value> {
     let func = &ctx.program.funcs[f];
     let mut frame = Frame {
         name: &func.name,
         x: Value::None,
+        on_f0_fiber,
     };
     ctx.print(format!("{} start", func.name));
     match exec_block(ctx, co, &mut frame, &func.body, None)? {
@@ -125,8 +132,8 @@ fn call_body(ctx: &Rc<Ctx>, co: &Co<'_>, f: usize) -> PyResult<Value> {
 /// `GeneratorExit` reaches the innermost `yield` and unwinds the call stack,
 /// which is what PEP 380's `_i.close(); raise` does level by level, as long as
 /// no level survives it -- see `Gen::program`.)
-fn same_fiber(ctx: &Rc<Ctx>, co: &Co<'_>, f: usize) -> PyResult<Value> {
-    match call_body(ctx, co, f) {
+fn same_fiber(ctx: &Rc<Ctx>, co: &Co<'_>, f: usize, on_f0_fiber: bool) -> PyResult<Value> {
+    match call_body(ctx, co, f, on_f0_fiber) {
         Err(Exception::StopIteration(_)) => Err(Exception::RuntimeError(
             "generator raised StopIteration".into(),
         )),
@@ -204,7 +211,7 @@ fn exec_stmt(
                     drop(sub);
                     result?
                 }
-                Delegation::SameFiber => same_fiber(ctx, co, *callee)?,
+                Delegation::SameFiber => same_fiber(ctx, co, *callee, frame.on_f0_fiber)?,
             };
             ctx.print(format!("{name} yf-> {:?}", frame.x));
         }
@@ -253,10 +260,19 @@ fn exec_stmt(
         }
         Stmt::Return(e) => return Ok(Flow::Return(eval(e, frame))),
         Stmt::Poke(op) => {
-            // On f0's fiber, this fiber's generator is f0: `me()`. During
-            // its finalizer no handle is left, as Python's weak reference
-            // is dead by then.
-            let Some(me) = co.generator() else {
+            let me = ctx.me.borrow().clone();
+            if frame.on_f0_fiber {
+                // Here the fiber's own generator is `me()` too: while `g` is
+                // held, and gone (no handle left) in the finalizer.
+                let own = co.generator();
+                assert_eq!(
+                    own.as_ref().map(|g| g.name().to_string()),
+                    me.as_ref().map(|g| g.name().to_string()),
+                    "co.generator() on f0's fiber is not the driver's g"
+                );
+                assert!(own.zip(me.clone()).is_none_or(|(a, b)| a.is(&b)));
+            }
+            let Some(me) = me else {
                 ctx.print(format!("{name} me gone"));
                 return Ok(Flow::Normal);
             };
@@ -264,6 +280,10 @@ fn exec_stmt(
                 Poke::Next => me.next(),
                 Poke::Throw => me.throw(Exception::ValueError("self".into())),
                 Poke::Close => me.close(),
+                Poke::State => {
+                    ctx.print(format!("{name} me {}", me.state().python_name()));
+                    return Ok(Flow::Normal);
+                }
             };
             drop(me);
             result?;
@@ -280,8 +300,10 @@ pub fn run(program: &Program, runtime: Runtime) -> Vec<String> {
         program: program.clone(),
         runtime,
         out: RefCell::new(Vec::new()),
+        me: RefCell::new(None),
     });
     let g = make_generator(&ctx, 0);
+    *ctx.me.borrow_mut() = Some(g.clone()); // me = weakref.ref(g)
     for step in &program.steps {
         let label = step_label(step);
         let result = match step {
@@ -299,6 +321,7 @@ pub fn run(program: &Program, runtime: Runtime) -> Vec<String> {
             Err(e) => format!("{label} !! {}", e.line()),
         });
     }
-    drop(g); // `del g`
+    ctx.me.borrow_mut().take(); // the weak reference dies with `del g`
+    drop(g);
     ctx.out.take()
 }

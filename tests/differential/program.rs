@@ -149,10 +149,11 @@ pub enum Stmt {
     Raise(Raisable, String),
     /// `raise` (bare, re-raising what the enclosing handler caught).
     Reraise,
-    /// `next(me())`, `me().throw(ValueError('self'))` or `me().close()`,
-    /// where `me` is a weak reference to the driver's `g`: a generator
-    /// touching itself while it runs ("generator already executing"), or,
-    /// during its finalizer, finding it gone. Only on `f0`'s own fiber.
+    /// `next(me())`, `me().throw(ValueError('self'))`, `me().close()` or
+    /// `inspect.getgeneratorstate(me())`, where `me` is a weak reference to
+    /// the driver's `g` (`f0`): a chain touching its own top while it runs
+    /// ("generator already executing", `GEN_RUNNING`), or, during the
+    /// finalizer, finding it gone.
     Poke(Poke),
     /// `return e`.
     Return(Expr),
@@ -167,6 +168,8 @@ pub enum Poke {
     Throw,
     /// `g.close()`.
     Close,
+    /// `print(inspect.getgeneratorstate(g))`.
+    State,
 }
 
 /// One generator function `def fN(): x = None; print("fN start"); ..body..;
@@ -322,9 +325,6 @@ struct Scope {
     /// The function lets `GeneratorExit` pass untouched, and may delegate on
     /// the same fiber (see [`Gen::program`]).
     clean: bool,
-    /// The function runs on `f0`'s fiber (it is `f0`, or called on the same
-    /// fiber from there), where `co.generator()` is `f0`.
-    top_fiber: bool,
 }
 
 impl<'r> Gen<'r> {
@@ -398,7 +398,6 @@ impl<'r> Gen<'r> {
             blocks: 0,
             in_handler: false,
             clean,
-            top_fiber: true,
         });
         self.funcs[0] = Some(Func {
             name: "f0".into(),
@@ -500,8 +499,9 @@ impl<'r> Gen<'r> {
                     return Stmt::Raise(kind, self.message());
                 }
                 89..=91 if scope.in_handler => return Stmt::Reraise,
-                92..=93 if scope.top_fiber => {
-                    return Stmt::Poke([Poke::Next, Poke::Throw, Poke::Close][self.below(3)])
+                92..=93 => {
+                    let op = [Poke::Next, Poke::Throw, Poke::Close, Poke::State][self.below(4)];
+                    return Stmt::Poke(op);
                 }
                 94..=98 => return Stmt::Return(self.expr()),
                 _ => continue,
@@ -526,7 +526,6 @@ impl<'r> Gen<'r> {
             blocks: 0,
             in_handler: false,
             clean,
-            top_fiber: scope.top_fiber && how == Delegation::SameFiber,
         });
         self.funcs[callee] = Some(Func {
             name: format!("f{callee}"),
@@ -562,10 +561,15 @@ impl<'r> Gen<'r> {
                 Catch::BaseException,
                 Catch::BaseException,
             ][first + self.below(classes - first)];
-            let handler = self.body(Scope {
+            let mut handler = self.body(Scope {
                 in_handler: true,
                 ..inner
             });
+            // `except GeneratorExit: return v` is how close() gets a value
+            // back (Python 3.13); make it common enough to be met.
+            if matches!(catch, Catch::GeneratorExit | Catch::BaseException) && self.chance(30) {
+                handler.push(Stmt::Return(Expr::Lit(Lit::Int(self.below(100) as i64))));
+            }
             handlers.push((catch, handler));
         }
         let finally = if handlers.is_empty() || self.chance(if self.hostile { 70 } else { 40 }) {

@@ -52,8 +52,11 @@ def poke(name, me, op):
             next(g)
         elif op == "throw":
             g.throw(ValueError("self"))
-        else:
+        elif op == "close":
             g.close()
+        else:
+            print(f"{name} me {inspect.getgeneratorstate(g)}")
+            return
     finally:
         del g
     print(f"{name} me ok")
@@ -248,6 +251,7 @@ impl Writer<'_> {
                     Poke::Next => "next",
                     Poke::Throw => "throw",
                     Poke::Close => "close",
+                    Poke::State => "state",
                 };
                 self.line(indent, &format!("poke(\"{name}\", me, \"{op}\")"));
             }
