@@ -19,10 +19,13 @@ use corosensei::stack::DefaultStack;
 use crate::exception::Exception;
 
 /// Usable size of each fiber stack. Only the pages a body touches become
-/// resident; the rest is address space.
+/// resident; the rest is address space. (Python has no equivalent: a CPython
+/// frame lives on the heap and grows nothing; deep recursion in a body is
+/// bounded by this instead of `sys.getrecursionlimit()`.)
 pub const STACK_SIZE: usize = 256 * 1024;
 
-/// Stacks kept for reuse at most; more are unmapped when returned.
+/// Stacks kept for reuse at most; more are unmapped when returned. (No
+/// Python equivalent: CPython recycles frame memory through its allocator.)
 pub const POOL_CAPACITY: usize = 4096;
 
 thread_local! {
@@ -44,7 +47,8 @@ pub struct StackStats {
     pub mapped: usize,
 }
 
-/// The current thread's stack counts.
+/// The current thread's stack counts (no Python equivalent; the nearest is
+/// counting live generator frames with `gc.get_objects()`).
 pub fn stats() -> StackStats {
     StackStats {
         in_use: IN_USE.with(Cell::get),
