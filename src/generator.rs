@@ -23,10 +23,17 @@
 //!
 //! The rules of PEP 342/380/479 live in three places: [`Generator::send`],
 //! [`Generator::throw`] and [`Generator::close`] check the state before the
-//! fiber is touched (just-started, running, closed); [`Generator::resume`] is
-//! the one function that switches into the fiber and turns what comes back
-//! into Python's outcome; [`Co::yield_from`] is PEP 380's expansion, line by
-//! line.
+//! fiber is touched (just-started, running, closed); `Inner::resume` (and
+//! its inlined twin for a plain send, `Inner::send_suspended`) switches into
+//! the fiber and turns what comes back into Python's outcome;
+//! [`Co::yield_from`] is PEP 380's expansion, line by line, and
+//! `Generator::forward` its shortcut: a send to a generator suspended in
+//! `yield_from` goes straight to the sub-generator.
+//!
+//! Speed shapes two things here. What crosses a fiber switch is one machine
+//! word (`Wire`), not a `Value`; and the send and yield paths are inlined
+//! into the caller with everything rare out of line. NOTES.md ("Why `send`
+//! costs 23 ns and not 3") has the measurements.
 
 use std::any::type_name;
 use std::cell::{Cell, RefCell};
