@@ -97,11 +97,12 @@ fn connect(co: &Co<'_>, sock: &Rc<Socket>, address: SocketAddr) -> PyResult<Valu
         Ok(()) | Err(Exception::BlockingIOError(_)) => {}
         Err(e) => return Err(e),
     }
-    let on_connected = {
-        let f = f.clone();
-        move || f.set_result(Value::None)
-    };
-    selector.register(sock.fileno(), EVENT_WRITE, callback(on_connected))?;
+    let connected = f.clone();
+    selector.register(
+        sock.fileno(),
+        EVENT_WRITE,
+        callback(move || on_connected(&connected)),
+    )?;
     let waited = yield_from_future(co, &f); // yield from f
     selector.unregister(sock.fileno())?;
     waited?;
@@ -115,14 +116,12 @@ fn connect(co: &Co<'_>, sock: &Rc<Socket>, address: SocketAddr) -> PyResult<Valu
 fn read(co: &Co<'_>, sock: &Rc<Socket>) -> PyResult<Value> {
     let selector = event_loop::selector();
     let f = Future::new();
-    let on_readable = {
-        let (f, sock) = (f.clone(), sock.clone());
-        move || match sock.recv(4096) {
-            Ok(chunk) => f.set_result(chunk),
-            Err(e) => f.set_exception(e),
-        }
-    };
-    selector.register(sock.fileno(), EVENT_READ, callback(on_readable))?;
+    let (readable, s) = (f.clone(), sock.clone());
+    selector.register(
+        sock.fileno(),
+        EVENT_READ,
+        callback(move || on_readable(&readable, &s)),
+    )?;
     let chunk = yield_from_future(co, &f); // chunk = yield from f
     selector.unregister(sock.fileno())?;
     chunk
@@ -159,33 +158,51 @@ impl Crawler {
 
     /// `def fetch(self)`: the delegating generator; it reads like
     /// `blocking_request`, with `yield from` at each wait.
-    fn fetch(self: &Rc<Self>) -> Generator {
-        let this = self.clone();
-        Generator::named("fetch", move |co| {
-            let outcome = (|| -> PyResult<Vec<u8>> {
-                let sock = Rc::new(Socket::new()?);
-                let address = this.target.addr;
-                // yield from connect(sock, (host, port))
-                let s = sock.clone();
-                yield_from(co, "connect", move |co| connect(co, &s, address))?;
-                let get = this.target.request();
-                sock.sendall(get.as_bytes())?;
-                // self.response = yield from read_all(sock)
-                let s = sock.clone();
-                let response = yield_from(co, "read_all", move |co| read_all(co, &s))?;
-                *this.response.borrow_mut() = response.as_bytes().unwrap_or_default().to_vec();
-                Ok(this.response.take())
-            })();
-            common::report_response(&this.target.url, outcome);
-            URLS_TODO.with(|todo| {
-                let mut todo = todo.borrow_mut();
-                todo.remove(&this.target.url);
-                if todo.is_empty() {
-                    STOPPED.with(|s| s.set(true));
-                }
-            });
-            Ok(Value::None)
-        })
+    fn fetch(&self, co: &Co<'_>) -> PyResult<Value> {
+        // try:
+        let outcome = self.download(co);
+        common::report_response(&self.target.url, outcome);
+        // finally: urls_todo.remove(self.url); if not urls_todo: stopped = True
+        URLS_TODO.with(|todo| {
+            let mut todo = todo.borrow_mut();
+            todo.remove(&self.target.url);
+            if todo.is_empty() {
+                STOPPED.with(|s| s.set(true));
+            }
+        });
+        Ok(Value::None)
+    }
+
+    /// The seed's `fetch` proper: `yield from connect(...)`, send the
+    /// request, `self.response = yield from read_all(sock)`.
+    fn download(&self, co: &Co<'_>) -> PyResult<Vec<u8>> {
+        let sock = Rc::new(Socket::new()?);
+        let address = self.target.addr;
+        // yield from connect(sock, (host, port))
+        let s = sock.clone();
+        yield_from(co, "connect", move |co| connect(co, &s, address))?;
+        let get = self.target.request();
+        sock.sendall(get.as_bytes())?;
+        // self.response = yield from read_all(sock)
+        let s = sock.clone();
+        let response = yield_from(co, "read_all", move |co| read_all(co, &s))?;
+        *self.response.borrow_mut() = response.as_bytes().unwrap_or_default().to_vec();
+        Ok(self.response.take())
+    }
+}
+
+/// `def on_connected()`: the selector callback for writability; it only sets
+/// the future's result.
+fn on_connected(f: &Future) {
+    f.set_result(Value::None);
+}
+
+/// `def on_readable()`: `f.set_result(sock.recv(4096))`, or fails the future
+/// with the error `recv` raised.
+fn on_readable(f: &Future, sock: &Socket) {
+    match sock.recv(4096) {
+        Ok(chunk) => f.set_result(chunk),
+        Err(e) => f.set_exception(e),
     }
 }
 
@@ -241,7 +258,8 @@ fn main() -> ExitCode {
     let event_loop = get_event_loop();
     for target in &stage.targets {
         let crawler = Crawler::new(target.clone());
-        let task = Task::new(crawler.fetch());
+        // Task(crawler.fetch()): the generator object runs Crawler::fetch.
+        let task = Task::new(Generator::named("fetch", move |co| crawler.fetch(co)));
         // --timeout: fail the future the task waits on; the TimeoutError is
         // thrown in at the innermost `yield from` and unwinds through every
         // sub-generator, as in Python.

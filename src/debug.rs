@@ -25,10 +25,10 @@ fn describe_future(f: &Future) -> String {
 }
 
 /// The delegation chain from `g` down, one generator per line, as
-/// `gi_yieldfrom` links them.
+/// `gi_yieldfrom` links them (shown for running generators too).
 fn describe_chain(out: &mut String, g: &Generator, indent: usize) {
     let _ = writeln!(out, "{:indent$}{} [{}]", "", g.name(), g.state());
-    match g.gi_yieldfrom() {
+    match g.delegating_to() {
         Some(YieldFrom::Generator(sub)) => {
             let _ = write!(out, "{:indent$}  yield from → ", "");
             let mut rest = String::new();

@@ -511,6 +511,13 @@ impl Generator {
         self.0.yieldfrom.borrow().clone()
     }
 
+    /// What a `co.yield_from` in progress is delegating to, whether this
+    /// generator is suspended or running (a debugger's view: `gi_yieldfrom`
+    /// hides it while running, as CPython's does).
+    pub fn delegating_to(&self) -> Option<YieldFrom> {
+        self.0.yieldfrom.borrow().clone()
+    }
+
     /// `generator.__name__`.
     pub fn name(&self) -> &str {
         self.0.name.as_str()
@@ -838,10 +845,12 @@ impl Iterator for Generator {
     type Item = PyResult<Value>;
 
     fn next(&mut self) -> Option<PyResult<Value>> {
-        match self.send(Value::None) {
-            Ok(v) => Some(Ok(v)),
-            Err(Exception::StopIteration(_)) => None,
-            Err(e) => Some(Err(e)),
+        // On the outcome rather than `send`'s result: the end of the loop
+        // need not be dressed up as a StopIteration only to be taken apart.
+        match self.send_wire(Wire(TAG_NONE)) {
+            Outcome::Yielded(w) => Some(Ok(w.into_value())),
+            Outcome::Returned(Ok(_)) | Outcome::Returned(Err(Exception::StopIteration(_))) => None,
+            Outcome::Returned(Err(e)) => Some(Err(e)),
         }
     }
 }
