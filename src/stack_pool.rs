@@ -12,7 +12,7 @@
 //! that, starting a generator raises `MemoryError` naming the limit and the
 //! sysctl that lifts it, instead of aborting.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use corosensei::stack::DefaultStack;
 
@@ -28,10 +28,18 @@ pub const STACK_SIZE: usize = 256 * 1024;
 /// Python equivalent: CPython recycles frame memory through its allocator.)
 pub const POOL_CAPACITY: usize = 4096;
 
+/// This thread's stacks: the free ones, and the counts `stats` reports.
+struct Pool {
+    free: Vec<DefaultStack>,
+    in_use: usize,
+    mapped: usize,
+}
+
 thread_local! {
-    static POOL: RefCell<Vec<DefaultStack>> = const { RefCell::new(Vec::new()) };
-    static IN_USE: Cell<usize> = const { Cell::new(0) };
-    static MAPPED: Cell<usize> = const { Cell::new(0) };
+    // One thread-local, not three: every generator start and finish visits it.
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool { free: Vec::new(), in_use: 0, mapped: 0 })
+    };
 }
 
 /// How many fiber stacks this thread has: `in_use` by started, unfinished
@@ -50,42 +58,56 @@ pub struct StackStats {
 /// The current thread's stack counts (no Python equivalent; the nearest is
 /// counting live generator frames with `gc.get_objects()`).
 pub fn stats() -> StackStats {
-    StackStats {
-        in_use: IN_USE.with(Cell::get),
-        pooled: POOL.with(|p| p.borrow().len()),
-        mapped: MAPPED.with(Cell::get),
-    }
+    POOL.with(|p| {
+        let p = p.borrow();
+        StackStats {
+            in_use: p.in_use,
+            pooled: p.free.len(),
+            mapped: p.mapped,
+        }
+    })
 }
 
 /// A stack for a generator that is starting: from the pool, or newly mapped.
+#[inline]
 pub(crate) fn take() -> Result<DefaultStack, Exception> {
-    let stack = match POOL.with(|p| p.borrow_mut().pop()) {
-        Some(stack) => stack,
-        None => {
-            let stack = DefaultStack::new(STACK_SIZE).map_err(|err| out_of_stacks(&err))?;
-            MAPPED.with(|m| m.set(m.get() + 1));
-            stack
-        }
-    };
-    IN_USE.with(|n| n.set(n.get() + 1));
+    let reused = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let stack = p.free.pop();
+        p.in_use += usize::from(stack.is_some());
+        stack
+    });
+    match reused {
+        Some(stack) => Ok(stack),
+        None => map_new(),
+    }
+}
+
+/// The pool is empty: map a stack, or explain why the kernel would not.
+#[cold]
+fn map_new() -> Result<DefaultStack, Exception> {
+    let stack = DefaultStack::new(STACK_SIZE).map_err(|err| out_of_stacks(&err))?;
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.mapped += 1;
+        p.in_use += 1;
+    });
     Ok(stack)
 }
 
 /// Returns the stack of a generator that finished.
 pub(crate) fn give_back(stack: DefaultStack) {
-    IN_USE.with(|n| n.set(n.get() - 1));
-    let kept = POOL.with(|p| {
-        let mut pool = p.borrow_mut();
-        if pool.len() < POOL_CAPACITY {
-            pool.push(stack);
-            None
+    // `try_with`: a generator dropped while the thread's locals are being
+    // destroyed just unmaps its stack.
+    let _ = POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        p.in_use -= 1;
+        if p.free.len() < POOL_CAPACITY {
+            p.free.push(stack);
         } else {
-            Some(stack)
+            p.mapped -= 1;
         }
     });
-    if kept.is_some() {
-        MAPPED.with(|m| m.set(m.get() - 1));
-    }
 }
 
 fn out_of_stacks(err: &std::io::Error) -> Exception {
@@ -96,6 +118,6 @@ fn out_of_stacks(err: &std::io::Error) -> Exception {
         "cannot map a fiber stack for a new generator ({err}): {} generators are suspended, \
          each stack takes 2 memory mappings and vm.max_map_count is {limit}; \
          raise it with `sysctl -w vm.max_map_count=262144`",
-        IN_USE.with(Cell::get)
+        POOL.with(|p| p.borrow().in_use)
     ))
 }
