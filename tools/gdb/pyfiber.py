@@ -76,8 +76,13 @@ def role_of(name, on_fiber):
     for prefix, role in ROLES:
         if name.startswith(prefix):
             return role
+    last = name.rsplit("::", 1)[-1]
+    if not on_fiber and last.startswith("on_"):
+        return "selector callback: sets the future's result"
+    if not on_fiber and last in ("loop_", "loop", "run_loop"):
+        return "loop()"
     if "::{closure" in name and not on_fiber:
-        return "callback (registered with the selector or a Future)"
+        return "the closure registered with the selector (or a timer)"
     if on_fiber:
         return "generator body"
     if name.endswith("::main") or name == "main":
