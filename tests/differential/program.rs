@@ -154,6 +154,12 @@ pub enum Stmt {
     /// the driver's `g` (`f0`): a chain touching its own top while it runs
     /// ("generator already executing", `GEN_RUNNING`), or, during the
     /// finalizer, finding it gone.
+    ///
+    /// `throw` and `close` only on `f0`'s own fiber: CPython 3.11 crashes
+    /// (SIGSEGV) when a sub-generator being finalized inside a close of `f0`
+    /// throws into or closes `f0` (its `_gen_throw`/`gen_close` consult a
+    /// running frame's stale `gi_yieldfrom` before checking that it runs);
+    /// see NOTES.md.
     Poke(Poke),
     /// `return e`.
     Return(Expr),
@@ -325,6 +331,10 @@ struct Scope {
     /// The function lets `GeneratorExit` pass untouched, and may delegate on
     /// the same fiber (see [`Gen::program`]).
     clean: bool,
+    /// The function runs on `f0`'s fiber (it is `f0`, or called on the same
+    /// fiber from there), where it can only poke `f0` while `f0`'s own frame
+    /// executes.
+    top_fiber: bool,
 }
 
 impl<'r> Gen<'r> {
@@ -398,6 +408,7 @@ impl<'r> Gen<'r> {
             blocks: 0,
             in_handler: false,
             clean,
+            top_fiber: true,
         });
         self.funcs[0] = Some(Func {
             name: "f0".into(),
@@ -500,7 +511,8 @@ impl<'r> Gen<'r> {
                 }
                 89..=91 if scope.in_handler => return Stmt::Reraise,
                 92..=93 => {
-                    let op = [Poke::Next, Poke::Throw, Poke::Close, Poke::State][self.below(4)];
+                    let ops = [Poke::Next, Poke::State, Poke::Throw, Poke::Close];
+                    let op = ops[self.below(if scope.top_fiber { 4 } else { 2 })];
                     return Stmt::Poke(op);
                 }
                 94..=98 => return Stmt::Return(self.expr()),
@@ -526,6 +538,7 @@ impl<'r> Gen<'r> {
             blocks: 0,
             in_handler: false,
             clean,
+            top_fiber: scope.top_fiber && how == Delegation::SameFiber,
         });
         self.funcs[callee] = Some(Func {
             name: format!("f{callee}"),
