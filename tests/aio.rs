@@ -23,6 +23,8 @@ use pyfiber::event_loop;
 use pyfiber::server::{self, Fault, ServerConfig};
 use pyfiber::{Exception, PyResult};
 
+mod support;
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -560,9 +562,7 @@ struct Run {
 }
 
 fn run_rust(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--quiet", "--example", "async_await", "--"])
+    let out = support::example("async_await")
         .args(args)
         .output()
         .expect("cargo runs");
@@ -574,10 +574,7 @@ fn run_rust(args: &[&str]) -> Run {
 
 fn run_python(args: &[&str]) -> Run {
     let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/python/async_await.py"
-        ))
+        .arg(support::python_twin("async_await"))
         .args(args)
         .output()
         .expect("python3 runs");

@@ -14,43 +14,11 @@
 //! Breakpoint lines are found by searching the example's source for the code
 //! they sit on, so editing an example does not silently break the tests.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/<profile>/examples/`, with the two examples built in the same
-/// profile as this test.
-fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "--example",
-            "generator",
-            "--example",
-            "yield_from",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .arg("--manifest-path")
-            .arg(root().join("Cargo.toml"))
-            .status()
-            .expect("cannot run cargo");
-        assert!(status.success(), "building the examples failed");
-        profile_dir.join("examples")
-    })
-}
+mod support;
+use support::{examples_dir, root};
 
 /// The 1-based line of `file` (under examples/) that contains `needle`;
 /// exactly one line must.

@@ -15,50 +15,15 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{example_path as example, python_twin};
+
 // ------------------------------------------------------------------ helpers
-
-/// The examples this file runs.
-const EXAMPLES: [&str; 3] = ["socket_server_sync", "socket_server_async", "socket_client"];
-
-/// Path of a built example, next to this test binary (`target/<profile>/
-/// examples/`). The first call builds the three examples.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/echo-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet"]);
-        for name in EXAMPLES {
-            cmd.args(["--example", name]);
-        }
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of the echo examples failed");
-        profile_dir.join("examples")
-    });
-    let path = dir.join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-fn python_twin(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/python/{name}.py"))
-}
 
 /// The tests open thousands of sockets: the hard limit, as the examples do.
 fn raise_fd_limit() -> u64 {

@@ -27,12 +27,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pyfiber::server::{self, Fault, ServerConfig, ServerHandle};
+
+mod support;
+use support::examples_dir;
 
 /// Seconds every server waits before answering: short, the faults are the
 /// subject here.
@@ -244,42 +245,6 @@ fn oracle(mux: &Mux) -> HashMap<String, String> {
     }
     map
 }
-
-/// `target/<profile>/examples/`, with the eight stages and `crawl` built.
-fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/faults-<hash>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.arg("build").arg("--quiet");
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        for name in STAGES.iter().chain(&["crawl"]) {
-            cmd.arg("--example").arg(name);
-        }
-        let status = cmd
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .status()
-            .expect("cannot run cargo");
-        assert!(status.success(), "building the examples failed");
-        profile_dir.join("examples")
-    })
-}
-
-const STAGES: [&str; 8] = [
-    "sync",
-    "process",
-    "thread",
-    "no_blocking",
-    "callback",
-    "generator",
-    "yield_from",
-    "async_await",
-];
 
 /// What a finished child printed, and how long it took.
 struct Run {

@@ -10,13 +10,15 @@
 //! Python twins run with `python3` (standard library only).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pyfiber::net;
 use pyfiber::server::{self, ServerConfig, ServerHandle};
+
+mod support;
+use support::examples_dir;
 
 /// The eight stages, in the tutorials' order.
 const STAGES: [&str; 8] = [
@@ -31,31 +33,6 @@ const STAGES: [&str; 8] = [
 ];
 
 const DELAY: f64 = 0.2;
-
-/// `target/<profile>/examples/`, with every example this file runs built.
-fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/ladder-<hash>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.arg("build").arg("--quiet");
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        for name in STAGES.iter().chain(&["ladder"]) {
-            cmd.arg("--example").arg(name);
-        }
-        let status = cmd
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .status()
-            .expect("cannot run cargo");
-        assert!(status.success(), "building the examples failed");
-        profile_dir.join("examples")
-    })
-}
 
 fn example(name: &str) -> Command {
     let path = examples_dir().join(name);

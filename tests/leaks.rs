@@ -20,10 +20,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pyfiber::crawler::{Crawler, CrawlerOptions};
@@ -32,6 +31,8 @@ use pyfiber::net::{self, Socket};
 use pyfiber::{
     stack_pool, Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE,
 };
+
+mod support;
 
 /// One test at a time: the descriptor count is the whole process's.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -53,27 +54,6 @@ fn open_fds() -> usize {
         .count()
 }
 
-/// `target/<profile>/examples/slow_server`, built.
-fn slow_server_exe() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", "slow_server"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .status()
-            .expect("cannot run cargo");
-        assert!(status.success(), "building slow_server failed");
-        profile_dir.join("examples/slow_server")
-    })
-}
-
 /// The slow server in a child process; it stops when its stdin closes
 /// (`--stop-on-eof`), and is killed if the test fails first.
 struct ServerProcess {
@@ -85,7 +65,7 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(delay: f64, pages: usize) -> ServerProcess {
-        let mut child = Command::new(slow_server_exe())
+        let mut child = Command::new(support::example_path("slow_server"))
             .args(["--port", "0", "--stop-on-eof", "--fanout", "10"])
             .args(["--delay", &delay.to_string(), "--pages", &pages.to_string()])
             .stdin(Stdio::piped())

@@ -8,36 +8,15 @@
 //! receive (and so the `repr` of each chunk in the trace) are the same.
 //! Nothing is hard-coded: the expected trace is what `python3` prints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use pyfiber::server::{self, ServerConfig};
 use regex::Regex;
 
-fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.arg("build").arg("--quiet");
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        for name in ["generator", "yield_from", "callback"] {
-            cmd.arg("--example").arg(name);
-        }
-        let status = cmd
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .status()
-            .expect("cannot run cargo");
-        assert!(status.success(), "building the examples failed");
-        profile_dir.join("examples")
-    })
-}
+mod support;
+use support::examples_dir;
 
 fn output_of(mut cmd: Command) -> String {
     let output = cmd
