@@ -73,7 +73,7 @@ fn yield_from(
     if LITERAL.with(Cell::get) {
         co.yield_from(&Generator::named(name, body))
     } else {
-        body(co)
+        co.yield_from_fn(body)
     }
 }
 

@@ -63,7 +63,7 @@ fn gen() -> Generator {
 fn proxy_gen(same_fiber: bool) -> Generator {
     Generator::named("proxy_gen", move |co| {
         let result = if same_fiber {
-            gen_body(co)? // gen's yields suspend this very fiber
+            co.yield_from_fn(gen_body)? // gen's yields suspend this very fiber
         } else {
             co.yield_from(&gen())? // result = yield from gen()
         };

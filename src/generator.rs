@@ -269,6 +269,9 @@ pub struct Generator(Rc<Inner>);
 pub struct Co<'a> {
     yielder: &'a Yielder<Wire, Wire>,
     generator: Weak<Inner>,
+    /// How many `GeneratorExit`s this body's yields have received: how
+    /// [`Co::yield_from_fn`] tells that its sub-generator was closed.
+    exits_received: Cell<u32>,
 }
 
 /// A forwarded send's end reached a body that is not in `yield_from`.
@@ -726,7 +729,11 @@ impl Inner {
 /// of `None` (`send` and `throw` see to it), so its input is not inspected.
 fn start_fiber(stack: DefaultStack, body: Body, generator: Weak<Inner>) -> Fiber {
     Coroutine::with_stack(stack, move |yielder: &Yielder<Wire, Wire>, _first: Wire| {
-        let co = Co { yielder, generator };
+        let co = Co {
+            yielder,
+            generator,
+            exits_received: Cell::new(0),
+        };
         body(&co)
     })
 }
@@ -924,7 +931,7 @@ impl Co<'_> {
         // intermediate enum a `Value` passes through is a copy in memory.
         let w = self.yielder.suspend(Wire::from_value(value.into()));
         if w.0 == WIRE_PARCEL {
-            return Co::yield_parcel();
+            return self.yield_parcel();
         }
         Ok(w.into_value())
     }
@@ -932,11 +939,53 @@ impl Co<'_> {
     /// `yield_` resumed by anything but a send: a throw.
     #[cold]
     #[inline(never)]
-    fn yield_parcel() -> PyResult<Value> {
-        match Wire::unparcel() {
+    fn yield_parcel(&self) -> PyResult<Value> {
+        match self.received(Wire::unparcel()) {
             Resume::Send(v) => Ok(v),
             Resume::Throw(e) => Err(*e),
             Resume::SubDone(_) => not_delegating(),
+        }
+    }
+
+    /// Counts a `GeneratorExit` arriving at a yield of this body.
+    #[inline(always)]
+    fn received(&self, resume: Resume) -> Resume {
+        if let Resume::Throw(e) = &resume {
+            if **e == Exception::GeneratorExit {
+                self.exits_received.set(self.exits_received.get() + 1);
+            }
+        }
+        resume
+    }
+
+    /// `result = yield from sub()` on this generator's own fiber: `sub` is a
+    /// generator function written as a plain Rust function of the `Co`, and
+    /// its yields suspend the whole stack, delegator included (the second
+    /// way of delegating in DESIGN.md; constant cost per send at any depth).
+    ///
+    /// Calling `sub(co)` directly already behaves as `yield from` for sends,
+    /// throws, yields and the return value. This wrapper adds the two rules
+    /// of PEP 380/479 that a plain call cannot see:
+    /// - PEP 479 holds at the sub-generator's own boundary: a `StopIteration`
+    ///   escaping `sub` reaches the delegator as `RuntimeError("generator
+    ///   raised StopIteration")`, as it would from a sub-generator object;
+    /// - on `GeneratorExit` the delegator closes the sub-generator and then
+    ///   raises `GeneratorExit` itself, whatever `sub` returned: a `sub` that
+    ///   catches `GeneratorExit` and returns still ends the `yield from` with
+    ///   `GeneratorExit`.
+    ///
+    /// One difference stays (frames that share a stack cannot outlive each
+    /// other): a `sub` that *yields* after `GeneratorExit` suspends the whole
+    /// stack, where PEP 380 would leave it suspended alone and raise
+    /// `RuntimeError` in the delegator. Use [`Co::yield_from`] for that.
+    pub fn yield_from_fn(&self, sub: impl FnOnce(&Co<'_>) -> PyResult<Value>) -> PyResult<Value> {
+        let exits_before = self.exits_received.get();
+        match sub(self) {
+            Err(Exception::StopIteration(_)) => Err(Exception::RuntimeError(
+                "generator raised StopIteration".into(),
+            )),
+            Ok(_) if self.exits_received.get() != exits_before => Err(Exception::GeneratorExit),
+            other => other,
         }
     }
 
@@ -1016,7 +1065,7 @@ impl Co<'_> {
     /// caller resumed it.
     #[inline(always)]
     fn suspend(&self, value: Value) -> Resume {
-        self.yielder.suspend(Wire::from_value(value)).into_resume()
+        self.received(self.yielder.suspend(Wire::from_value(value)).into_resume())
     }
 
     /// The generator this body belongs to (Python: no direct equivalent; a

@@ -1749,8 +1749,8 @@ enum Via {
     /// `co.yield_from(&Generator::named(name, sub))`: PEP 380's expansion,
     /// the sub-generator on a fiber of its own.
     Pep380,
-    /// `sub(co)`: the sub-generator's body called as a plain function on
-    /// the delegator's fiber; its yields suspend the whole stack.
+    /// `co.yield_from_fn(sub)`: the sub-generator's body called as a plain
+    /// function on the delegator's fiber; its yields suspend the whole stack.
     SameFiber,
 }
 
@@ -1762,7 +1762,7 @@ impl Via {
     {
         match self {
             Via::Pep380 => co.yield_from(&Generator::named(name, sub)),
-            Via::SameFiber => sub(co),
+            Via::SameFiber => co.yield_from_fn(sub),
         }
     }
 }
@@ -2797,6 +2797,112 @@ mod yield_from_stop_iteration_in_sub {
     }
 }
 
+/// A sub-generator that returns a value on GeneratorExit: the delegator
+/// still gets GeneratorExit at its `yield from` (PEP 380 closes the sub, then
+/// raises), and can see it there.
+mod yield_from_sub_returns_on_close_delegator_sees_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        try:
+            yield "inner"
+        except GeneratorExit:
+            print("inner returns on close")
+            return "inner bye"
+    def outer():
+        try:
+            r = yield from inner()
+            print("never", r)
+        except GeneratorExit:
+            print("outer sees GeneratorExit")
+            return "outer bye"
+    g = outer()
+    call("next", next, g)
+    call("close", close313, g)
+    print(state(g))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        match co.yield_("inner") {
+            Err(Exception::GeneratorExit) => {
+                out!("inner returns on close");
+                Ok("inner bye".into())
+            }
+            other => other.map(|_| Value::None),
+        }
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            match via.yield_from(co, "inner", inner) {
+                Ok(r) => {
+                    out!("never {r}");
+                    Ok(Value::None)
+                }
+                Err(Exception::GeneratorExit) => {
+                    out!("outer sees GeneratorExit");
+                    Ok("outer bye".into())
+                }
+                Err(e) => Err(e),
+            }
+        });
+        call("next", g.next());
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// PEP 479 at the sub-generator's boundary: the delegator catches the
+/// RuntimeError that a StopIteration raised in the sub became.
+mod yield_from_delegator_catches_pep479_runtime_error {
+    use super::*;
+    pub const PY: &str = r#"
+    def inner():
+        yield "inner"
+        raise StopIteration("sneaky")
+    def outer():
+        try:
+            yield from inner()
+        except RuntimeError as e:
+            print("outer caught", line(e))
+        except StopIteration:
+            print("outer caught StopIteration")
+        return "recovered"
+    g = outer()
+    call("next", next, g)
+    call("next", next, g)
+    print(state(g))
+    "#;
+    fn inner(co: &Co) -> PyResult<Value> {
+        co.yield_("inner")?;
+        Err(Exception::StopIteration("sneaky".into()))
+    }
+    fn run(via: Via) {
+        let g = Generator::named("outer", move |co| {
+            match via.yield_from(co, "inner", inner) {
+                Err(e @ Exception::RuntimeError(_)) => out!("outer caught {}", e.line()),
+                Err(Exception::StopIteration(_)) => out!("outer caught StopIteration"),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            Ok("recovered".into())
+        });
+        call("next", g.next());
+        call("next", g.next());
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
 /// A `for` loop over a delegator mixing a list, a generator and own yields.
 mod yield_from_for_loop_mixed {
     use super::*;
@@ -3294,6 +3400,8 @@ cases! {
     yield_from_throw_sub_returns => [pep380, same_fiber],
     yield_from_stop_iteration_in_sub => [pep380, same_fiber],
     yield_from_for_loop_mixed => [pep380, same_fiber],
+    yield_from_sub_returns_on_close_delegator_sees_exit => [pep380, same_fiber],
+    yield_from_delegator_catches_pep479_runtime_error => [pep380, same_fiber],
     yield_from_throw_generator_exit => [pep380, same_fiber],
     yield_from_results_in_expressions => [pep380, same_fiber],
     panic_propagates_and_closes => [rust],
