@@ -28,6 +28,12 @@
 //!
 //! The module map and the Python→Rust mapping are in `NOTES.md`.
 
+// The crate's promises, checked by the compiler: no `unsafe` (corosensei and
+// polling hold the sharp parts), and every public item documented with the
+// Python thing it mirrors.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod aio;
 pub mod crawler;
 pub mod debug;
