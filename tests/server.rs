@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use pyfiber::event_loop::{callback, get_event_loop, EventLoop};
 use pyfiber::server::{
-    spawn, Fault, ServerConfig, ServerHandle, HUGE_BODY_LEN, OFFHOST_LINKS, TRICKLE_INTERVAL,
+    spawn, Fault, ServerConfig, ServerHandle, ServerStats, HUGE_BODY_LEN, OFFHOST_LINKS,
+    TRICKLE_INTERVAL,
 };
 use pyfiber::{EVENT_READ, EVENT_WRITE};
 use regex::Regex;
@@ -152,6 +153,27 @@ fn parse(raw: &Raw) -> Answer {
 
 fn get(addr: SocketAddr, target: &str) -> Answer {
     parse(&get_raw(addr, target))
+}
+
+/// Polls the server's stats until `ready` holds or 5 s pass (the caller
+/// then asserts, so a timeout fails with the caller's own message).
+fn wait_for_stats(srv: &ServerHandle, ready: impl Fn(&ServerStats) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ready(&srv.stats()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `srv.stop()`, asserting that it returns promptly.
+fn stop_promptly(srv: ServerHandle) -> ServerStats {
+    let start = Instant::now();
+    let stats = srv.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        start.elapsed()
+    );
+    stats
 }
 
 #[test]
@@ -293,18 +315,9 @@ fn stop_returns_the_counters_and_frees_the_port() {
     get(addr, "/1");
     // A connection that never sends its request is open until stop().
     let idle = TcpStream::connect(addr).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.stats().open_connections < 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_stats(&srv, |s| s.open_connections >= 1);
     assert_eq!(srv.stats().open_connections, 1);
-    let start = Instant::now();
-    let stats = srv.stop();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "stop took {:?}",
-        start.elapsed()
-    );
+    let stats = stop_promptly(srv);
     assert_eq!(stats.requests, 2);
     assert_eq!(stats.open_connections, 0);
     assert!(stats.peak_concurrency >= 1);
@@ -442,10 +455,7 @@ fn fault_stall_holds_the_connection_until_the_client_goes() {
     assert_eq!(srv.stats().open_connections, 1);
     assert_eq!(srv.stats().requests, 1);
     drop(conn);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.stats().open_connections > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_stats(&srv, |s| s.open_connections == 0);
     assert_eq!(
         srv.stats().open_connections,
         0,
@@ -1080,18 +1090,9 @@ fn stop_while_answers_wait_closes_them_and_the_listener() {
             send_request(addr, request.as_bytes(), Duration::from_secs(10))
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.stats().requests < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_stats(&srv, |s| s.requests >= 3);
     assert_eq!(srv.stats().requests, 3);
-    let start = Instant::now();
-    let stats = srv.stop();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "stop took {:?}",
-        start.elapsed()
-    );
+    let stats = stop_promptly(srv);
     assert_eq!((stats.requests, stats.open_connections), (3, 0));
     assert_eq!(stats.peak_concurrency, 3);
     for conn in &mut waiting {
