@@ -47,20 +47,10 @@ macro_rules! out {
 }
 
 /// Helpers every Python snippet can use; the Rust helpers below mirror them.
-const PRELUDE: &str = r#"
+const PRELUDE: &str = concat!(
+    include_str!("support/cpython_helpers.py"),
+    r#"
 import gc, inspect, sys
-
-def line(e):
-    s = str(e)
-    return type(e).__name__ + (": " + s if s else "")
-
-def call(label, f, *args):
-    try:
-        v = f(*args)
-    except BaseException as e:
-        print(f"{label} !! {line(e)}")
-    else:
-        print(f"{label} -> {v!r}")
 
 state = inspect.getgeneratorstate
 
@@ -72,21 +62,6 @@ def yf(g):
         return "generator " + x.__name__
     return type(x).__name__
 
-def close313(g):
-    # generator.close() as CPython 3.13 defines it: when the body returns a
-    # value on GeneratorExit, close() returns that value (3.11/3.12 return
-    # None). Before 3.13, do what close() does -- throw GeneratorExit -- and
-    # read the value off the StopIteration that throw() raises.
-    if sys.version_info >= (3, 13) or state(g) != "GEN_SUSPENDED":
-        return g.close()
-    try:
-        g.throw(GeneratorExit)
-    except GeneratorExit:
-        return None
-    except StopIteration as e:
-        return e.value
-    raise RuntimeError("generator ignored GeneratorExit")
-
 class MyError(Exception):
     pass
 
@@ -95,7 +70,8 @@ class Token:
         self.name = name
     def __del__(self):
         print("freed", self.name)
-"#;
+"#
+);
 
 /// Reads the cases from stdin (`name \x1f source \x1e` records) and runs each
 /// in a fresh namespace, printing `=== name` before it. Names a case defines

@@ -15,17 +15,15 @@ use super::program::{Delegation, Expr, Func, Lit, Poke, Program, Raisable, Step,
 /// Helpers the cases call. `call` and `line` fix the trace format the Rust
 /// driver reproduces; `close313` is `generator.close()` as Python 3.13
 /// defines it (the one behaviour this python3 lacks; see NOTES.md).
-pub const PRELUDE: &str = r#"import gc, inspect, sys, weakref
+pub const PRELUDE: &str = concat!(
+    include_str!("../support/cpython_helpers.py"),
+    r#"import gc, inspect, sys, weakref
 
 gc.disable()  # a finalizer runs at `del g` or at the explicit collect, never at random
 sys.unraisablehook = lambda unraisable: None  # pyfiber reports those on stderr
 
 class MyError(Exception):
     pass
-
-def line(e):
-    s = str(e)
-    return type(e).__name__ + (": " + s if s else "")
 
 def untrace():
     # First thing in every `except` and `finally` block. A generator
@@ -60,31 +58,8 @@ def poke(name, me, op):
     finally:
         del g
     print(f"{name} me ok")
-
-def call(label, f, *args):
-    try:
-        v = f(*args)
-    except BaseException as e:
-        print(f"{label} !! {line(e)}")
-    else:
-        print(f"{label} -> {v!r}")
-
-def close313(g):
-    # Python 3.13's generator.close(): when the body *returns* a value on
-    # GeneratorExit, close() returns it (3.11 and 3.12 return None). On this
-    # python3, do what close() does -- CPython's close and throw(GeneratorExit)
-    # share the path: close the delegate, then raise GeneratorExit at the
-    # yield -- and read the outcome as 3.13 does.
-    if sys.version_info >= (3, 13) or inspect.getgeneratorstate(g) != "GEN_SUSPENDED":
-        return g.close()
-    try:
-        g.throw(GeneratorExit)
-    except GeneratorExit:
-        return None
-    except StopIteration as e:
-        return e.value
-    raise RuntimeError("generator ignored GeneratorExit")
-"#;
+"#
+);
 
 /// A literal in Python syntax.
 pub fn lit(l: &Lit) -> String {
