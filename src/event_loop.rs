@@ -198,16 +198,13 @@ impl EventLoop {
     /// nothing is left to wait for (no registered fd, timer or callback).
     /// `stopped` is reset on return, so the loop can run again.
     pub fn run_loop(&self) -> PyResult<()> {
-        let result = self.run_while(|| true);
-        self.stopped.set(false);
-        result
+        self.run_while(|| true)
     }
 
     /// `loop.run_until_complete(task)`: turns until the task has finished
     /// and returns its outcome.
     pub fn run_until_complete(&self, task: &Task) -> PyResult<Value> {
         self.run_while(|| !task.done())?;
-        self.stopped.set(false);
         match task.result() {
             Some(outcome) => outcome,
             None => Err(Exception::RuntimeError(
@@ -216,11 +213,16 @@ impl EventLoop {
         }
     }
 
+    /// Turns while `keep_going` holds, until `stop()` or nothing is left.
+    /// `stopped` is reset on every way out, a failed turn included, so the
+    /// loop can run again.
     fn run_while(&self, mut keep_going: impl FnMut() -> bool) -> PyResult<()> {
-        while !self.stopped.get() && keep_going() && self.has_work() {
-            self.run_once()?;
+        let mut result = Ok(());
+        while result.is_ok() && !self.stopped.get() && keep_going() && self.has_work() {
+            result = self.run_once();
         }
-        Ok(())
+        self.stopped.set(false);
+        result
     }
 
     /// One turn: queued callbacks, then `select()` until the next timer is
