@@ -1,18 +1,34 @@
-//! `callback.py`: one thread, non-blocking sockets, a selector and callbacks.
+//! `callback.py`: follows yuchaoshui/notes `Python异步并发/callback.py`,
+//! function by function and in the same order: `class Spider` (`results`,
+//! `__init__`, `parse`, `fetch`, `connected`, `read_response`),
+//! `event_loop()`, the main block.
 //!
 //! Why this exists: `no_blocking` proved that a non-blocking socket alone
 //! buys nothing: the program still waits for each URL in turn, spinning.
 //! Here the waiting is handed to the OS. Every socket is started at once and
-//! registered with the selector together with the function to call when it
-//! is ready (`connected` when it can be written, `read_response` when it can
-//! be read); `loop()` sleeps in `select()` until some socket is ready and
-//! runs its callback. All N requests wait on the server *at the same time*,
+//! registered with the selector together with the method to call when it is
+//! ready (`connected` when it can be written, `read_response` when it can be
+//! read); `event_loop()` sleeps in `select()` until some socket is ready and
+//! calls its callback. All N requests wait on the server *at the same time*,
 //! so N URLs take about one delay instead of N.
 //!
 //! The price is the shape of the code: one download is cut into
-//! `fetch` → `connected` → `read_response`, state lives in the `Fetcher`
+//! `fetch` → `connected` → `read_response`, its state lives in the `Spider`
 //! between calls, and an error has to be routed by hand. The generator stage
 //! puts the download back into one function.
+//!
+//! Renames and additions, and why:
+//! - a callback is called as `callback(key.fd)`: `key.fd` is all the
+//!   original's callbacks use of the key (and Rust cannot name a key type
+//!   that holds its own callback type);
+//! - `handler` wraps a method for the selector so that an error it raises
+//!   becomes that URL's outcome ([`Spider::failed`]): in Python it would end
+//!   the whole program;
+//! - `--timeout`: each Spider gets a timer on the library loop
+//!   (`call_later`); `event_loop()` passes the next timer's deadline to
+//!   `select` and runs the due timers after the callbacks;
+//! - `sock.take_error()` after the connect (writable does not mean
+//!   connected) and a response size cap.
 //!
 //! ```text
 //! cargo run --release --example callback -- --urls 10 --delay 1 [--trace]
@@ -22,214 +38,224 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
 use std::os::fd::RawFd;
 use std::process::ExitCode;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
 
+use pyfiber::event_loop::{get_event_loop, TimerHandle};
 use pyfiber::net::Socket;
 use pyfiber::selector::DefaultSelector;
 use pyfiber::{Exception, PyResult, EVENT_READ, EVENT_WRITE};
 
 /// What the selector keeps for each fd: the callback, called as
-/// `callback(key.fd, mask)` (the seed's `callback(event_key, event_mask)`).
-type Callback = Rc<dyn Fn(RawFd, u32)>;
+/// `callback(key.fd)`.
+type Callback = Rc<dyn Fn(RawFd)>;
 
 thread_local! {
     /// `selector = DefaultSelector()`.
     static SELECTOR: Rc<DefaultSelector<Callback>> =
         Rc::new(DefaultSelector::new().expect("cannot create the selector"));
-    /// `urls_todo = {...}`.
-    static URLS_TODO: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     /// `stopped = False`.
     static STOPPED: Cell<bool> = const { Cell::new(false) };
-    /// The `--timeout` deadlines, oldest first: every fetch starts before
-    /// the loop and gets the same timeout, so start order is deadline order.
-    static DEADLINES: RefCell<VecDeque<(Instant, Rc<Fetcher>)>> = const { RefCell::new(VecDeque::new()) };
+    /// `urls = [...]`: the URLs not done yet (main fills it from `--urls`).
+    static URLS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
+/// `global selector`.
 fn selector() -> Rc<DefaultSelector<Callback>> {
     SELECTOR.with(Rc::clone)
 }
 
-/// `class Fetcher`: one URL's download, spread over three callbacks.
-struct Fetcher {
-    target: common::Target,
-    /// `self.response = b''`
-    response: RefCell<Vec<u8>>,
-    /// `self.sock`
-    sock: RefCell<Option<Socket>>,
-    /// Whether this fetch has its outcome (a result, an error, a timeout).
-    done: Cell<bool>,
+/// `urls.remove(self.url)`, then `stopped = True if not urls else False`.
+fn remove_url(url: &str) {
+    URLS.with(|urls| {
+        let mut urls = urls.borrow_mut();
+        if let Some(i) = urls.iter().position(|u| u == url) {
+            urls.remove(i);
+        }
+        STOPPED.with(|stopped| stopped.set(urls.is_empty()));
+    });
 }
 
-impl Fetcher {
-    fn new(target: common::Target) -> Rc<Fetcher> {
-        Rc::new(Fetcher {
+/// `class Spider`: one URL's download, spread over three callbacks.
+struct Spider {
+    /// `self.url`.
+    url: String,
+    /// `self.hostname`, `self.port`, `self.path`, `self.query`.
+    target: common::Target,
+    /// `self.response = b''`.
+    response: RefCell<Vec<u8>>,
+    /// `self.buffersize = 4096`.
+    buffersize: usize,
+    /// `self.sock = socket.socket()`.
+    sock: Socket,
+    /// Not in the original: whether this URL has its outcome, and its
+    /// `--timeout` timer.
+    done: Cell<bool>,
+    timer: RefCell<Option<TimerHandle>>,
+}
+
+impl Spider {
+    /// `results = []`: a class attribute, one list for every Spider.
+    fn results() -> &'static common::Results {
+        &common::RESULTS
+    }
+
+    /// `Spider(url)`: `__init__`.
+    fn new(target: common::Target) -> PyResult<Rc<Spider>> {
+        Ok(Rc::new(Spider {
+            url: target.url.clone(),
             target,
             response: RefCell::new(Vec::new()),
-            sock: RefCell::new(None),
+            buffersize: 4096,
+            sock: Socket::new()?,
             done: Cell::new(false),
-        })
+            timer: RefCell::new(None),
+        }))
+    }
+
+    /// `def parse(self)`: the title, appended to `Spider.results`.
+    fn parse(&self) {
+        self.finished();
+        let title = common::parse(&self.response.borrow());
+        Self::results().append(&self.url, title);
     }
 
     /// `def fetch(self)`: start connecting, register `connected`, return at
     /// once.
-    fn fetch(self: &Rc<Self>) {
-        let started = (|| -> PyResult<()> {
-            let sock = Socket::new()?;
-            sock.setblocking(false)?;
-            match sock.connect(self.target.addr) {
-                Ok(()) | Err(Exception::BlockingIOError(_)) => {}
-                Err(e) => return Err(e),
-            }
-            let this = self.clone();
-            selector().register(
-                sock.fileno(),
-                EVENT_WRITE,
-                Rc::new(move |fd, mask| this.connected(fd, mask)),
-            )?;
-            *self.sock.borrow_mut() = Some(sock);
-            Ok(())
-        })();
-        if let Err(e) = started {
-            self.finish(Err(e));
+    fn fetch(self: &Rc<Self>) -> PyResult<()> {
+        self.sock.setblocking(false)?;
+        match self.sock.connect(self.target.addr) {
+            Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+            Err(e) => return Err(e),
         }
+        selector().register(
+            self.sock.fileno(),
+            EVENT_WRITE,
+            handler(self, Spider::connected),
+        )?;
+        Ok(())
     }
 
-    /// `def connected(self, key, mask)`: the socket is writable; send the
-    /// request and register `read_response`.
-    fn connected(self: &Rc<Self>, fd: RawFd, _mask: u32) {
-        let sent = (|| -> PyResult<()> {
-            selector().unregister(fd)?;
-            let sock = self.sock.borrow();
-            let sock = sock.as_ref().expect("connected before fetch");
-            // Writable means the connect finished, not that it worked.
-            sock.take_error()?;
-            let request = self.target.request();
-            sock.sendall(request.as_bytes())?;
-            let this = self.clone();
-            selector().register(
-                fd,
-                EVENT_READ,
-                Rc::new(move |fd, mask| this.read_response(fd, mask)),
-            )?;
-            Ok(())
-        })();
-        if let Err(e) = sent {
-            self.finish(Err(e));
-        }
+    /// `def connected(self, key)`: the socket is writable; send the request
+    /// and register `read_response`.
+    fn connected(self: &Rc<Self>, key_fd: RawFd) -> PyResult<()> {
+        selector().unregister(key_fd)?;
+        // Writable means the connect finished, not that it worked.
+        self.sock.take_error()?;
+        let get = self.target.request();
+        self.sock.sendall(get.as_bytes())?;
+        selector().register(key_fd, EVENT_READ, handler(self, Spider::read_response))?;
+        Ok(())
     }
 
-    /// `def read_response(self, key, mask)`: one `recv(4096)`; at `b''` the
-    /// response is whole.
-    fn read_response(self: &Rc<Self>, _fd: RawFd, _mask: u32) {
-        let chunk = self
-            .sock
-            .borrow()
-            .as_ref()
-            .expect("read before fetch")
-            .recv(4096);
-        match chunk {
-            Ok(chunk) if !chunk.is_empty() => {
-                let appended = common::append_chunk(&mut self.response.borrow_mut(), &chunk);
-                if let Err(e) = appended {
-                    self.finish(Err(e));
-                }
-            }
-            Ok(_) => {
-                let response = self.response.take();
-                self.finish(Ok(response));
-            }
-            Err(e) => self.finish(Err(e)),
+    /// `def read_response(self, key)`: one `recv`; at `b''` the response is
+    /// whole.
+    fn read_response(self: &Rc<Self>, key_fd: RawFd) -> PyResult<()> {
+        let chunk = self.sock.recv(self.buffersize)?;
+        if !chunk.is_empty() {
+            common::append_chunk(&mut self.response.borrow_mut(), &chunk)?;
+        } else {
+            selector().unregister(key_fd)?;
+            remove_url(&self.url);
+            self.parse();
         }
+        Ok(())
     }
 
-    /// The end of one URL, whichever way it ends: unregister and close the
-    /// socket, print the outcome, `urls_todo.remove(self.url)`, and set
-    /// `stopped` after the last one.
-    fn finish(&self, outcome: PyResult<Vec<u8>>) {
-        if self.done.replace(true) {
+    /// Not in the original: a fetch that raised (or ran out of time). Its
+    /// error is its outcome; its socket leaves the selector, and the URL
+    /// leaves `urls` as a finished one does.
+    fn failed(&self, e: Exception) {
+        if self.done.get() {
             return;
         }
-        if let Some(sock) = self.sock.borrow_mut().take() {
-            let _ = selector().unregister(sock.fileno());
+        self.finished();
+        let _ = selector().unregister(self.sock.fileno());
+        Self::results().append(&self.url, Err(e.line()));
+        remove_url(&self.url);
+    }
+
+    /// Marks the outcome as given and cancels the `--timeout` timer.
+    fn finished(&self) {
+        self.done.set(true);
+        if let Some(timer) = self.timer.borrow_mut().take() {
+            timer.cancel();
         }
-        common::report_response(&self.target.url, outcome);
-        URLS_TODO.with(|todo| {
-            let mut todo = todo.borrow_mut();
-            todo.remove(&self.target.url);
-            if todo.is_empty() {
-                STOPPED.with(|s| s.set(true));
-            }
-        });
     }
 }
 
-/// `def loop()`: `while not stopped`, sleep in `select()` and run each ready
-/// fd's callback. The `select` timeout is the nearest `--timeout` deadline;
-/// a fetch past it ends with `TimeoutError`.
-fn loop_() -> PyResult<()> {
+/// Not in the original: the selector's data for `method`, called as
+/// `callback(key.fd)`; an error it raises is that Spider's outcome.
+fn handler(spider: &Rc<Spider>, method: fn(&Rc<Spider>, RawFd) -> PyResult<()>) -> Callback {
+    let spider = spider.clone();
+    Rc::new(move |key_fd| {
+        if let Err(e) = method(&spider, key_fd) {
+            spider.failed(e);
+        }
+    })
+}
+
+/// `def event_loop()`: while not `stopped`, sleep in `select()` and call
+/// each ready key's callback.
+fn event_loop() -> PyResult<()> {
     let selector = selector();
+    // Not in the original: the library loop's timers, for --timeout.
+    let timers = get_event_loop();
     while !STOPPED.with(Cell::get) {
-        let next_deadline = DEADLINES.with(|d| {
-            let mut d = d.borrow_mut();
-            while d.front().is_some_and(|(_, f)| f.done.get()) {
-                d.pop_front();
-            }
-            d.front().map(|(when, _)| *when)
-        });
-        if selector.is_empty() && next_deadline.is_none() {
-            break; // nothing left to wait for
+        let timeout = timers.select_timeout();
+        if selector.is_empty() && timeout.is_none() {
+            break; // nothing left that could wake select(): it would wait forever
         }
-        let timeout = next_deadline.map(|when| when.saturating_duration_since(Instant::now()));
         let events = selector.select(timeout)?;
-        for (event_key, event_mask) in events {
-            // An earlier callback of this turn may have unregistered the fd.
+        for (key, _mask) in events {
+            // (A callback earlier in this batch may have unregistered it.)
             let still_registered = selector
-                .get_key(event_key.fd)
-                .is_ok_and(|now| Rc::ptr_eq(&now.data, &event_key.data));
+                .get_key(key.fd)
+                .is_ok_and(|now| Rc::ptr_eq(&now.data, &key.data));
             if still_registered {
-                let callback = event_key.data;
-                callback(event_key.fd, event_mask);
+                let callback = key.data;
+                callback(key.fd);
             }
         }
-        let now = Instant::now();
-        loop {
-            let expired = DEADLINES.with(|d| {
-                let mut d = d.borrow_mut();
-                match d.front() {
-                    Some((when, _)) if *when <= now => d.pop_front().map(|(_, f)| f),
-                    _ => None,
-                }
-            });
-            match expired {
-                Some(fetcher) => fetcher.finish(Err(common::timed_out())),
-                None => break,
-            }
-        }
+        timers.run_due_timers();
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
     let stage = common::Stage::start("callback", common::parse_args(), common::Concurrency::All);
-    URLS_TODO.with(|todo| {
-        todo.borrow_mut()
-            .extend(stage.targets.iter().map(|t| t.url.clone()))
-    });
-    let timeout: Duration = stage.timeout();
+    URLS.with(|urls| urls.replace(stage.targets.iter().map(|t| t.url.clone()).collect()));
     for target in &stage.targets {
-        let fetcher = Fetcher::new(target.clone());
-        DEADLINES.with(|d| {
-            d.borrow_mut()
-                .push_back((Instant::now() + timeout, fetcher.clone()))
-        });
-        fetcher.fetch();
+        let spider = match Spider::new(target.clone()) {
+            Ok(spider) => spider,
+            Err(e) => {
+                Spider::results().append(&target.url, Err(e.line()));
+                remove_url(&target.url);
+                continue;
+            }
+        };
+        watch(&spider, stage.timeout());
+        if let Err(e) = spider.fetch() {
+            spider.failed(e);
+        }
     }
-    if let Err(e) = loop_() {
+    if let Err(e) = event_loop() {
         eprintln!("error: the loop failed: {}", e.line());
     }
+    Spider::results().print();
     stage.finish()
+}
+
+/// Not in the original: `--timeout`. The timer holds the Spider weakly, so
+/// a finished Spider (and its socket) is freed at once.
+fn watch(spider: &Rc<Spider>, timeout: Duration) {
+    let weak: Weak<Spider> = Rc::downgrade(spider);
+    let timer = get_event_loop().call_later(timeout, move || {
+        if let Some(spider) = weak.upgrade() {
+            spider.failed(common::timed_out());
+        }
+    });
+    *spider.timer.borrow_mut() = Some(timer);
 }

@@ -1,5 +1,8 @@
-//! `yield_from.py`: the generator stage, cut into sub-generators composed
-//! with `yield from`.
+//! `yield_from.py`: follows yuchaoshui/notes `Python异步并发/yield_from.py`,
+//! function by function and in the same order: `Future` (with `__iter__`),
+//! `connect`, `read`, `read_all` (each with its nested selector callback),
+//! `class Spider` (`results`, `__init__`, `parse`, `fetch`), `Task` and its
+//! `step`, `event_loop()`, the main block.
 //!
 //! Why this exists: in `generator.rs`, `fetch` does everything itself, and
 //! the register / yield / unregister dance is written out at every wait.
@@ -9,7 +12,7 @@
 //! the `Task`, every result the `Task` sends goes straight down, and the
 //! sub-generator's `return` value is the value of the `yield from`. The
 //! `Future` itself is yield-from-able (`Future.__iter__`: yield self, then
-//! return the result), so the innermost wait is `chunk = yield from f`.
+//! return the result), so the innermost wait is `chunk = yield from future`.
 //!
 //! Two ways to delegate, same output, same trace:
 //! - by default, on the same fiber: a stackful coroutine can suspend from any
@@ -19,7 +22,21 @@
 //! - `--literal`: each sub-generator is a generator object with its own
 //!   fiber, and `co.yield_from(&generator)` runs PEP 380's expansion,
 //!   forwarding each send and throw one level down, as CPython does; the
-//!   innermost `yield from f` goes through `Future::__iter__`.
+//!   innermost `yield from future` goes through `Future::__iter__`.
+//!
+//! Renames and additions, and why:
+//! - `Future` and `Task` are the library's ([`pyfiber::Future`],
+//!   [`pyfiber::Task`]): `Task::step` is where every generator stage's task
+//!   resumes its generator, so it has one home; they add `set_exception`
+//!   and a task's done callback;
+//! - `yield_from` / `yield_from_future` pick the way to delegate (above);
+//! - `selector` is the library loop's, so that its `call_later` timers can
+//!   bound each fetch (`--timeout`); `event_loop()` passes the next timer's
+//!   deadline to `select` and runs the due timers after the callbacks;
+//! - what a real run needs: `sock.take_error()` after the connect, a
+//!   response size cap, each `unregister` running even when the wait
+//!   raised, and `failed` in main (a fetch that raised gets its error line
+//!   and leaves `urls`; in Python the exception would end the program).
 //!
 //! ```text
 //! cargo run --release --example yield_from -- --urls 10 --delay 1 [--literal] [--trace]
@@ -29,13 +46,13 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
 use clap::Parser;
-use pyfiber::event_loop::{self, callback, get_event_loop};
+use pyfiber::event_loop::{callback, get_event_loop};
 use pyfiber::net::Socket;
 use pyfiber::{Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
 
@@ -53,12 +70,26 @@ struct Cli {
 }
 
 thread_local! {
-    /// `urls_todo = {...}`: the URLs whose fetch has not finished.
-    static URLS_TODO: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
-    /// `stopped = False`: set by the last fetch to finish; ends `loop()`.
+    /// `stopped = False`: set when the last URL is done; ends `event_loop()`.
     static STOPPED: Cell<bool> = const { Cell::new(false) };
+    /// `urls = [...]`: the URLs not done yet (main fills it from `--urls`).
+    static URLS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     /// `--literal`: delegate through generator objects.
     static LITERAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `buffersize = 4096`.
+const BUFFERSIZE: usize = 4096;
+
+/// `urls.remove(url)`, then `stopped = True if not urls else False`.
+fn remove_url(url: &str) {
+    URLS.with(|urls| {
+        let mut urls = urls.borrow_mut();
+        if let Some(i) = urls.iter().position(|u| u == url) {
+            urls.remove(i);
+        }
+        STOPPED.with(|stopped| stopped.set(urls.is_empty()));
+    });
 }
 
 /// `result = yield from sub(...)`, where `sub` is a generator function
@@ -90,39 +121,53 @@ fn yield_from_future(co: &Co<'_>, f: &Future) -> PyResult<Value> {
 /// `def connect(sock, address)`: the connection's sub-coroutine — register
 /// for writability, wait, unregister.
 fn connect(co: &Co<'_>, sock: &Rc<Socket>, address: SocketAddr) -> PyResult<Value> {
-    let selector = event_loop::selector();
-    let f = Future::new();
+    let selector = pyfiber::event_loop::selector();
+    let future = Future::new();
     sock.setblocking(false)?;
     match sock.connect(address) {
         Ok(()) | Err(Exception::BlockingIOError(_)) => {}
         Err(e) => return Err(e),
     }
-    let connected = f.clone();
+
+    fn on_connected(future: &Future) {
+        future.set_result(Value::None);
+    }
+
+    let f = future.clone();
     selector.register(
         sock.fileno(),
         EVENT_WRITE,
-        callback(move || on_connected(&connected)),
+        callback(move || on_connected(&f)),
     )?;
-    let waited = yield_from_future(co, &f); // yield from f
+    let connected = yield_from_future(co, &future); // yield from future
     selector.unregister(sock.fileno())?;
-    waited?;
+    connected?;
     // Writable means the connect finished, not that it worked: SO_ERROR
     // says which (ConnectionRefusedError, ...).
     sock.take_error()?;
     Ok(Value::None)
 }
 
-/// `def read(sock)`: one `recv(4096)` as a sub-coroutine; returns the chunk.
+/// `def read(sock)`: one `recv` as a sub-coroutine; returns the chunk.
 fn read(co: &Co<'_>, sock: &Rc<Socket>) -> PyResult<Value> {
-    let selector = event_loop::selector();
-    let f = Future::new();
-    let (readable, s) = (f.clone(), sock.clone());
+    let selector = pyfiber::event_loop::selector();
+    let future = Future::new();
+
+    fn on_readable(future: &Future, sock: &Socket) {
+        match sock.recv(BUFFERSIZE) {
+            Ok(chunk) => future.set_result(chunk),
+            // A reset: Task.step throws it in at the innermost `yield from`.
+            Err(e) => future.set_exception(e),
+        }
+    }
+
+    let (f, s) = (future.clone(), sock.clone());
     selector.register(
         sock.fileno(),
         EVENT_READ,
-        callback(move || on_readable(&readable, &s)),
+        callback(move || on_readable(&f, &s)),
     )?;
-    let chunk = yield_from_future(co, &f); // chunk = yield from f
+    let chunk = yield_from_future(co, &future); // chunk = yield from future
     selector.unregister(sock.fileno())?;
     chunk
 }
@@ -142,79 +187,77 @@ fn read_all(co: &Co<'_>, sock: &Rc<Socket>) -> PyResult<Value> {
     Ok(Value::from(response))
 }
 
-/// `class Crawler`: one URL and its response.
-struct Crawler {
+/// `class Spider`: one URL, its socket and its response.
+struct Spider {
+    /// `self.url`.
+    url: String,
+    /// `self.hostname`, `self.port`, `self.path`, `self.query`.
     target: common::Target,
+    /// `self.response = b''`.
     response: RefCell<Vec<u8>>,
+    /// `self.sock = socket.socket()`.
+    sock: Rc<Socket>,
 }
 
-impl Crawler {
-    fn new(target: common::Target) -> Rc<Crawler> {
-        Rc::new(Crawler {
+impl Spider {
+    /// `results = []`: a class attribute, one list for every Spider.
+    fn results() -> &'static common::Results {
+        &common::RESULTS
+    }
+
+    /// `Spider(url)`: `__init__`.
+    fn new(target: common::Target) -> PyResult<Rc<Spider>> {
+        Ok(Rc::new(Spider {
+            url: target.url.clone(),
             target,
             response: RefCell::new(Vec::new()),
-        })
+            sock: Rc::new(Socket::new()?),
+        }))
     }
 
-    /// `def fetch(self)`: the delegating generator; it reads like
-    /// `blocking_request`, with `yield from` at each wait.
+    /// `def parse(self)`: the title, appended to `Spider.results`.
+    fn parse(&self) {
+        let title = common::parse(&self.response.borrow());
+        Self::results().append(&self.url, title);
+    }
+
+    /// `def fetch(self)`: the delegating generator's body; it reads like
+    /// sync's `fetch`, with `yield from` at each wait. `Task(spider.fetch())`
+    /// in main makes the generator object that runs it.
     fn fetch(&self, co: &Co<'_>) -> PyResult<Value> {
-        // try:
-        let outcome = self.download(co);
-        common::report_response(&self.target.url, outcome);
-        // finally: urls_todo.remove(self.url); if not urls_todo: stopped = True
-        URLS_TODO.with(|todo| {
-            let mut todo = todo.borrow_mut();
-            todo.remove(&self.target.url);
-            if todo.is_empty() {
-                STOPPED.with(|s| s.set(true));
-            }
-        });
+        let (sock, address) = (self.sock.clone(), self.target.addr);
+        yield_from(co, "connect", move |co| connect(co, &sock, address))?;
+        let get = self.target.request();
+        self.sock.sendall(get.as_bytes())?;
+        let sock = self.sock.clone();
+        let response = yield_from(co, "read_all", move |co| read_all(co, &sock))?;
+        *self.response.borrow_mut() = response.as_bytes().unwrap_or_default().to_vec();
+        remove_url(&self.url);
+        self.parse();
         Ok(Value::None)
     }
-
-    /// The seed's `fetch` proper: `yield from connect(...)`, send the
-    /// request, `self.response = yield from read_all(sock)`.
-    fn download(&self, co: &Co<'_>) -> PyResult<Vec<u8>> {
-        let sock = Rc::new(Socket::new()?);
-        let address = self.target.addr;
-        // yield from connect(sock, (host, port))
-        let s = sock.clone();
-        yield_from(co, "connect", move |co| connect(co, &s, address))?;
-        let get = self.target.request();
-        sock.sendall(get.as_bytes())?;
-        // self.response = yield from read_all(sock)
-        let s = sock.clone();
-        let response = yield_from(co, "read_all", move |co| read_all(co, &s))?;
-        *self.response.borrow_mut() = response.as_bytes().unwrap_or_default().to_vec();
-        Ok(self.response.take())
-    }
 }
 
-/// `def on_connected()`: the selector callback for writability; it only sets
-/// the future's result.
-fn on_connected(f: &Future) {
-    f.set_result(Value::None);
-}
-
-/// `def on_readable()`: `f.set_result(sock.recv(4096))`, or fails the future
-/// with the error `recv` raised.
-fn on_readable(f: &Future, sock: &Socket) {
-    match sock.recv(4096) {
-        Ok(chunk) => f.set_result(chunk),
-        Err(e) => f.set_exception(e),
-    }
-}
-
-/// `def loop()`: `while not stopped`, one turn of the library loop (select,
-/// the ready fds' callbacks, the due `--timeout` timers).
-fn loop_() -> PyResult<()> {
-    let event_loop = get_event_loop();
+/// `def event_loop()`: while not `stopped`, wait in `select` and call the
+/// callback each ready key carries.
+fn event_loop() -> PyResult<()> {
+    let selector = pyfiber::event_loop::selector();
+    // Not in the original: the loop's timers, for --timeout.
+    let timers = get_event_loop();
     while !STOPPED.with(Cell::get) {
-        if !event_loop.has_work() {
-            break;
+        let timeout = timers.select_timeout();
+        if selector.is_empty() && timeout.is_none() {
+            break; // nothing left that could wake select(): it would wait forever
         }
-        event_loop.run_once()?;
+        let events = selector.select(timeout)?;
+        for (key, _mask) in events {
+            // (A callback earlier in this batch may have unregistered it.)
+            if timers.still_registered(&key) {
+                let callback = key.data;
+                callback();
+            }
+        }
+        timers.run_due_timers();
     }
     Ok(())
 }
@@ -251,28 +294,46 @@ fn main() -> ExitCode {
         check_literal_fits(cli.common.urls);
     }
     let stage = common::Stage::start("yield_from", cli.common, common::Concurrency::All);
-    URLS_TODO.with(|todo| {
-        todo.borrow_mut()
-            .extend(stage.targets.iter().map(|t| t.url.clone()))
-    });
-    let event_loop = get_event_loop();
+    URLS.with(|urls| urls.replace(stage.targets.iter().map(|t| t.url.clone()).collect()));
     for target in &stage.targets {
-        let crawler = Crawler::new(target.clone());
-        // Task(crawler.fetch()): the generator object runs Crawler::fetch.
-        let task = Task::new(Generator::named("fetch", move |co| crawler.fetch(co)));
-        // --timeout: fail the future the task waits on; the TimeoutError is
-        // thrown in at the innermost `yield from` and unwinds through every
-        // sub-generator, as in Python.
-        let waiting = task.clone();
-        let timer = event_loop.call_later(stage.timeout(), move || {
-            if let Some(f) = waiting.waiting_on() {
-                f.set_exception(common::timed_out());
-            }
-        });
-        task.add_done_callback(move |_| timer.cancel());
+        let Ok(spider) = Spider::new(target.clone()).map_err(|e| failed(&target.url, e)) else {
+            continue;
+        };
+        let url = spider.url.clone();
+        // Task(spider.fetch())
+        let task = Task::new(Generator::named("fetch", move |co| spider.fetch(co)));
+        watch(&task, &url, stage.timeout());
     }
-    if let Err(e) = loop_() {
+    if let Err(e) = event_loop() {
         eprintln!("error: the loop failed: {}", e.line());
     }
+    Spider::results().print();
     stage.finish()
+}
+
+/// Not in the original: a fetch that raised. Its error is its outcome, and
+/// it leaves `urls` as a finished fetch does, so `stopped` still comes.
+fn failed(url: &str, e: Exception) {
+    Spider::results().append(url, Err(e.line()));
+    remove_url(url);
+}
+
+/// Not in the original: `--timeout` fails the future the task waits on once
+/// it runs out (the `TimeoutError` is thrown in at the innermost
+/// `yield from` and unwinds through every sub-generator, as in Python), and
+/// a task that ends with an exception is [`failed`].
+fn watch(task: &Task, url: &str, timeout: Duration) {
+    let waiting = task.clone();
+    let timer = get_event_loop().call_later(timeout, move || {
+        if let Some(f) = waiting.waiting_on() {
+            f.set_exception(common::timed_out());
+        }
+    });
+    let url = url.to_string();
+    task.add_done_callback(move |done| {
+        timer.cancel();
+        if let Some(e) = done.exception() {
+            failed(&url, e);
+        }
+    });
 }

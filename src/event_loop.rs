@@ -41,7 +41,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::exception::{Exception, PyResult};
-use crate::selector::DefaultSelector;
+use crate::selector::{DefaultSelector, SelectorKey};
 use crate::task::Task;
 use crate::value::Value;
 
@@ -228,9 +228,39 @@ impl EventLoop {
     /// One turn: queued callbacks, then `select()` until the next timer is
     /// due, then the ready fds' callbacks, then the due timers.
     pub fn run_once(&self) -> PyResult<()> {
-        // Only what was queued before this turn; callbacks queued by these
-        // run next turn. Popped one at a time, so a panicking callback
-        // loses nothing but itself (see `task` for the panic policy).
+        self.run_ready();
+        let timeout = self.select_timeout();
+        if !self.selector.is_empty() || timeout.is_some() {
+            let events = self.selector.select(timeout)?;
+            for (event_key, _event_mask) in events {
+                // An earlier callback of this turn may have unregistered the
+                // fd (and a new socket may even have reused the number): run
+                // the callback only if it is still the one registered.
+                if self.still_registered(&event_key) {
+                    let callback = event_key.data;
+                    callback();
+                }
+            }
+        }
+        self.run_due_timers();
+        Ok(())
+    }
+
+    /// Whether `key`, returned by a `select()` of this turn, is still what
+    /// the selector holds for its fd: an earlier callback of the same turn
+    /// may have unregistered it, or closed the socket and let a new one
+    /// reuse the number.
+    pub fn still_registered(&self, key: &SelectorKey<Callback>) -> bool {
+        self.selector
+            .get_key(key.fd)
+            .is_ok_and(|now| Rc::ptr_eq(&now.data, &key.data))
+    }
+
+    /// Runs the callbacks queued (`call_soon`) before this call; the ones
+    /// they queue wait for the next turn. Popped one at a time, so a
+    /// panicking callback loses nothing but itself (see `task` for the
+    /// panic policy).
+    pub fn run_ready(&self) {
         let queued = self.ready.borrow().len();
         for _ in 0..queued {
             let next = self.ready.borrow_mut().pop_front();
@@ -239,33 +269,27 @@ impl EventLoop {
                 None => break,
             }
         }
+    }
 
-        let timeout = if !self.ready.borrow().is_empty() || self.stopped.get() {
-            Some(Duration::ZERO)
-        } else {
-            self.drop_cancelled_timers();
-            self.timers
-                .borrow()
-                .peek()
-                .map(|Reverse(t)| t.when.saturating_duration_since(Instant::now()))
-        };
-        if !self.selector.is_empty() || timeout.is_some() {
-            let events = self.selector.select(timeout)?;
-            for (event_key, _event_mask) in events {
-                // An earlier callback of this turn may have unregistered the
-                // fd (and a new socket may even have reused the number): run
-                // the callback only if it is still the one registered.
-                let still_registered = self
-                    .selector
-                    .get_key(event_key.fd)
-                    .is_ok_and(|now| Rc::ptr_eq(&now.data, &event_key.data));
-                if still_registered {
-                    let callback = event_key.data;
-                    callback();
-                }
-            }
+    /// How long `select()` may wait this turn: until the next timer is due
+    /// (`None`, forever, when there is no timer), or not at all when a
+    /// callback is queued or the loop is stopping. A loop written out by
+    /// hand (the examples' `event_loop()`) passes it to `selector.select`
+    /// so that `call_later` timers still fire on time.
+    pub fn select_timeout(&self) -> Option<Duration> {
+        if !self.ready.borrow().is_empty() || self.stopped.get() {
+            return Some(Duration::ZERO);
         }
+        self.drop_cancelled_timers();
+        self.timers
+            .borrow()
+            .peek()
+            .map(|Reverse(t)| t.when.saturating_duration_since(Instant::now()))
+    }
 
+    /// Runs the timers whose time has come (cancelled ones are skipped):
+    /// the end of a turn.
+    pub fn run_due_timers(&self) {
         let now = Instant::now();
         loop {
             let due = {
@@ -281,6 +305,5 @@ impl EventLoop {
                 None => break,
             }
         }
-        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The first use pyfiber is built for is putting a breakpoint in a generator
 //! body and seeing the chain the tutorials draw by hand: body → send →
-//! Task.step → Future.set_result → selector callback → loop → main. These
+//! Task.step → Future.set_result → selector callback → event_loop → main. These
 //! tests drive rust-gdb in batch mode over the debug build of the ladder's
 //! `generator` and `yield_from` examples and assert:
 //! - one `bt` shows that whole chain, across the fiber boundary;
@@ -120,15 +120,14 @@ fn a_breakpoint_in_fetch_shows_the_whole_chain_in_one_bt() {
     assert_in_order(
         &bt,
         &[
-            "generator::Crawler::download", // the body, on the fiber
-            "generator::Crawler::fetch",    // the generator function
-            "<signal handler called>",      // corosensei's fiber boundary
+            "generator::Spider::fetch",  // the body, on the fiber
+            "generator::main::{closure", // Task(spider.fetch())'s generator
+            "<signal handler called>",   // corosensei's fiber boundary
             "pyfiber::generator::Generator::send",
             "pyfiber::task::Task::step",
             "pyfiber::future::Future::set_result",
-            "generator::on_readable", // the selector callback
-            "pyfiber::event_loop::EventLoop::run_once",
-            "generator::loop_",
+            "generator::{impl#0}::fetch::on_readable", // the selector callback
+            "generator::event_loop",
             "generator::main",
         ],
     );
@@ -136,7 +135,7 @@ fn a_breakpoint_in_fetch_shows_the_whole_chain_in_one_bt() {
 
 #[test]
 fn the_first_resume_comes_from_on_connected() {
-    let line = line_of("generator.rs", "sock.take_error()?;");
+    let line = line_of("generator.rs", "self.sock.take_error()?;");
     let out = gdb(
         "generator",
         "--urls 1 --delay 0.05",
@@ -149,12 +148,12 @@ fn the_first_resume_comes_from_on_connected() {
     assert_in_order(
         &backtrace(&out),
         &[
-            "generator::Crawler::download",
+            "generator::Spider::fetch",
             "<signal handler called>",
             "pyfiber::task::Task::step",
             "pyfiber::future::Future::set_result",
-            "generator::on_connected",
-            "pyfiber::event_loop::EventLoop::run_once",
+            "generator::{impl#0}::fetch::on_connected",
+            "generator::event_loop",
             "generator::main",
         ],
     );
@@ -164,7 +163,7 @@ fn the_first_resume_comes_from_on_connected() {
 fn next_over_the_yield_lands_on_the_line_after_it() {
     let yield_line = line_of(
         "generator.rs",
-        "let chunk = co.yield_(f); // chunk = yield f",
+        "let chunk = co.yield_(future); // chunk = yield future",
     );
     let after = yield_line + 1;
     let out = gdb(
@@ -182,9 +181,9 @@ fn next_over_the_yield_lands_on_the_line_after_it() {
     // in, and gdb stops on the next line of the same frame.
     let frame = backtrace(&out);
     assert!(
-        frame.contains("generator::Crawler::download")
+        frame.contains("generator::Spider::fetch")
             && frame.contains(&format!("examples/generator.rs:{after}")),
-        "`next` did not stop on line {after} of download:\n{out}"
+        "`next` did not stop on line {after} of fetch:\n{out}"
     );
 }
 
@@ -194,7 +193,7 @@ fn same_fiber_delegation_is_the_call_stack() {
     // one fiber, so the delegation chain is right there in the backtrace.
     let line = line_of(
         "yield_from.rs",
-        "let chunk = yield_from_future(co, &f); // chunk = yield from f",
+        "let chunk = yield_from_future(co, &future); // chunk = yield from future",
     );
     let out = gdb(
         "yield_from",
@@ -210,7 +209,7 @@ fn same_fiber_delegation_is_the_call_stack() {
         &[
             "yield_from::read",
             "yield_from::read_all",
-            "yield_from::Crawler::fetch",
+            "yield_from::Spider::fetch",
             "<signal handler called>",
             "pyfiber::task::Task::step",
             "yield_from::main",
@@ -224,7 +223,7 @@ fn the_gdb_helper_prints_the_chain_and_the_tasks() {
     // fetch → read_all → read → __iter__, and `pyfiber tasks` shows it.
     let read_line = line_of(
         "yield_from.rs",
-        "let chunk = yield_from_future(co, &f); // chunk = yield from f",
+        "let chunk = yield_from_future(co, &future); // chunk = yield from future",
     ) + 1;
     let helper = root().join("tools/gdb/pyfiber.py");
     let out = gdb(
@@ -255,8 +254,8 @@ fn the_gdb_helper_prints_the_chain_and_the_tasks() {
             "pyfiber::task::Task::step",
             "<- Task.step",
             "pyfiber::future::Future::set_result",
-            "yield_from::on_readable",
-            "pyfiber::event_loop::EventLoop::run_once",
+            "yield_from::read::on_readable",
+            "yield_from::event_loop",
             "yield_from::main",
             "<- main",
         ],

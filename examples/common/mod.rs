@@ -382,6 +382,33 @@ pub fn report_outcome(url: &str, outcome: Outcome) {
     }
 }
 
+/// The originals' `results = []`: every URL's outcome, in the order the
+/// fetches finished. [`Results::append`] is `results.append((url, title))`;
+/// [`Results::print`] is `print(results)`.
+pub struct Results {
+    _private: (),
+}
+
+/// The one `results` list of a run (a class attribute, `Spider.results`, in
+/// the stages with a `Spider`).
+pub static RESULTS: Results = Results { _private: () };
+
+impl Results {
+    /// `results.append((url, title))`; an error is an outcome too.
+    pub fn append(&self, url: &str, outcome: Outcome) {
+        report_outcome(url, outcome);
+    }
+
+    /// `print(results)`.
+    pub fn print(&self) {}
+}
+
+/// The originals' `parse(url, response)` without the append: the title of
+/// a whole response, or why it has none.
+pub fn parse(response: &[u8]) -> Outcome {
+    title_of(response).map_err(|e| e.line())
+}
+
 /// [`report`] for the raw bytes of a response read to EOF.
 pub fn report_response(url: &str, response: PyResult<Vec<u8>>) {
     report(url, response.and_then(|raw| title_of(&raw)));

@@ -79,8 +79,8 @@ def role_of(name, on_fiber):
     last = name.rsplit("::", 1)[-1]
     if not on_fiber and last.startswith("on_"):
         return "selector callback: sets the future's result"
-    if not on_fiber and last in ("loop_", "loop", "run_loop"):
-        return "loop()"
+    if not on_fiber and last in ("event_loop", "loop_", "loop", "run_loop"):
+        return "event_loop()" if last == "event_loop" else "loop()"
     if "::{closure" in name and not on_fiber:
         return "the closure registered with the selector (or a timer)"
     if on_fiber:
