@@ -133,6 +133,7 @@ fn run(args: Args) -> Result<(), String> {
             pages: args.pages,
             fanout: args.fanout,
             fault: None,
+            ..ServerConfig::default()
         })
         .map_err(|e| format!("cannot start the embedded server: {}", e.line()))?;
         let root = handle.url("/");

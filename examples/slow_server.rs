@@ -11,6 +11,10 @@
 //! curl http://127.0.0.1:5000/s?wd=1
 //! ```
 //!
+//! A client gets `--head-timeout` seconds (default 10) to send its request
+//! head, and an answer that the client stops reading is dropped after
+//! `--write-timeout` seconds (default 60) without progress.
+//!
 //! It prints `Running on http://127.0.0.1:PORT/ (delay S s)` once it listens,
 //! and `served N requests, peak concurrency P` when it stops: after
 //! `--duration` seconds, on end of standard input with `--stop-on-eof`, or on
@@ -46,6 +50,15 @@ struct Args {
     /// garbage, huge, not-utf8, trickle or close.
     #[arg(long, value_parser = parse_fault)]
     fault: Option<Fault>,
+    /// Seconds a client may take to send its whole request head (counted
+    /// from accept); then 408 and close. Stops slow-loris clients from
+    /// holding every descriptor (nginx: client_header_timeout).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds, allow_negative_numbers = true)]
+    head_timeout: f64,
+    /// Seconds an answer may go without the client reading a byte of it;
+    /// then the connection is closed (nginx: send_timeout).
+    #[arg(long, default_value_t = 60.0, value_parser = parse_seconds, allow_negative_numbers = true)]
+    write_timeout: f64,
     /// Stop after this many seconds.
     #[arg(long, value_parser = parse_seconds, allow_negative_numbers = true)]
     duration: Option<f64>,
@@ -85,6 +98,8 @@ fn main() -> ExitCode {
         pages: args.pages,
         fanout: args.fanout,
         fault: args.fault,
+        head_timeout: Duration::from_secs_f64(args.head_timeout),
+        write_timeout: Duration::from_secs_f64(args.write_timeout),
     }) {
         Ok(server) => server,
         Err(e) => {

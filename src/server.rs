@@ -43,7 +43,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -68,6 +68,15 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// The listen backlog asked for. Linux caps it at `net.core.somaxconn`
 /// (4096 on recent kernels).
 pub const BACKLOG: i32 = 8192;
+
+/// How long a client may take to send its whole request head (nginx's
+/// `client_header_timeout`, 60 s there): past it the server answers 408 and
+/// closes, so slow-loris clients cannot hold the descriptors for good.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a response may make no progress because the client does not
+/// read (nginx's `send_timeout`, 60 s): past it the connection is closed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long the accept loop rests after `EMFILE`/`ENFILE` (out of fds)
 /// before it tries again, so that it does not spin.
@@ -178,6 +187,14 @@ pub struct ServerConfig {
     pub fanout: usize,
     /// A fault put on every request, whatever its path (default none).
     pub fault: Option<Fault>,
+    /// How long the whole request head may take from accept (default
+    /// [`HEAD_TIMEOUT`], 10 s); then 408 and close.
+    pub head_timeout: Duration,
+    /// How long writing an answer may go without a byte accepted by the
+    /// client's socket (default [`WRITE_TIMEOUT`], 60 s); then the
+    /// connection is closed. `/fault/trickle` and `/fault/stall` are slow
+    /// on purpose and are not cut by it.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -188,6 +205,8 @@ impl Default for ServerConfig {
             pages: 1111,
             fanout: 10,
             fault: None,
+            head_timeout: HEAD_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
@@ -204,6 +223,17 @@ pub struct ServerStats {
     pub peak_concurrency: usize,
     /// Connections open now (after [`ServerHandle::stop`]: 0).
     pub open_connections: usize,
+    /// Connections closed because their request head did not arrive within
+    /// [`ServerConfig::head_timeout`].
+    pub head_timeouts: u64,
+    /// Connections closed because the client stopped reading for
+    /// [`ServerConfig::write_timeout`].
+    pub write_timeouts: u64,
+    /// Bytes of request heads the parser looked at. Each received byte is
+    /// looked at a bounded number of times (at most twice: once scanning
+    /// for the end of the head, once by `httparse`), however slowly the
+    /// head arrives; this counts it, so the tests can check it.
+    pub head_bytes_parsed: u64,
 }
 
 /// The counters, shared between the server thread (the only writer) and the
@@ -213,6 +243,9 @@ struct SharedStats {
     requests: AtomicU64,
     open: AtomicUsize,
     peak: AtomicUsize,
+    head_timeouts: AtomicU64,
+    write_timeouts: AtomicU64,
+    head_bytes_parsed: AtomicU64,
 }
 
 impl SharedStats {
@@ -221,6 +254,9 @@ impl SharedStats {
             requests: self.requests.load(Ordering::Relaxed),
             peak_concurrency: self.peak.load(Ordering::Relaxed),
             open_connections: self.open.load(Ordering::Relaxed),
+            head_timeouts: self.head_timeouts.load(Ordering::Relaxed),
+            write_timeouts: self.write_timeouts.load(Ordering::Relaxed),
+            head_bytes_parsed: self.head_bytes_parsed.load(Ordering::Relaxed),
         }
     }
 
@@ -366,6 +402,8 @@ fn serve(listener: Socket, watched: UnixStream, config: ServerConfig, stats: Arc
         listener: RefCell::new(Some(listener)),
         site: Site::new(config.pages, config.fanout, config.fault),
         delay: config.delay,
+        head_timeout: config.head_timeout,
+        write_timeout: config.write_timeout,
         stats,
         conns: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
@@ -402,6 +440,8 @@ struct Server {
     listener_fd: RawFd,
     site: Site,
     delay: Duration,
+    head_timeout: Duration,
+    write_timeout: Duration,
     stats: Arc<SharedStats>,
     /// Every open connection, so that stopping can close them all.
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
@@ -451,12 +491,89 @@ struct Conn {
     /// Whether the fd is registered with the selector now.
     registered: Cell<bool>,
     head: RefCell<Vec<u8>>,
+    /// How far the search for the end of `head` has got.
+    scan: Cell<HeadScan>,
     out: RefCell<Output>,
+    /// The one timer of the connection: the head timeout while reading, the
+    /// delay while waiting, the write watchdog (or the trickle's next byte)
+    /// while writing.
     timer: RefCell<Option<TimerHandle>>,
+    /// When the client's socket last took a byte of the answer.
+    last_write: Cell<Instant>,
 }
 
-/// How much `/fault/huge` generates at a time.
+/// The incremental search for the blank line that ends a request head.
+///
+/// Why: a client may send its head one byte at a time. Re-parsing the whole
+/// buffer on every read (what a plain `httparse::Request::parse` loop does)
+/// costs O(n) per byte, O(n²) per head: a 30 KB header sent slowly cost
+/// about 7 µs of server CPU per byte. Here each read looks only at the bytes
+/// that arrived since the last one (plus the two before, where a line end
+/// may have started), and `httparse` runs twice at most: once when the
+/// request line is in (so that garbage is refused at once), once on the
+/// complete head.
+#[derive(Clone, Copy, Debug, Default)]
+struct HeadScan {
+    /// Bytes of the head already searched without finding its end.
+    scanned: usize,
+    /// Whether the request line has been checked by `httparse`.
+    line_checked: bool,
+}
+
+/// Where a head stands after [`HeadScan::advance`].
+#[derive(Debug, PartialEq, Eq)]
+enum HeadStatus {
+    /// More bytes are needed.
+    Partial,
+    /// The request line is in and is not HTTP: refuse now.
+    Malformed(String),
+    /// The head ends at this offset (just after its blank line).
+    Complete(usize),
+}
+
+impl HeadScan {
+    /// Looks at the new bytes of `head`; adds to `looked` how many bytes it
+    /// examined.
+    fn advance(&mut self, head: &[u8], looked: &mut u64) -> HeadStatus {
+        let from = self.scanned.saturating_sub(2);
+        let window = &head[from..];
+        *looked += window.len() as u64;
+        self.scanned = head.len();
+        // A head ends with an empty line: LF LF or LF CR LF (httparse takes
+        // bare LF line ends as well as CRLF).
+        let end = window.iter().enumerate().find_map(|(i, &b)| {
+            if b != b'\n' {
+                return None;
+            }
+            match window.get(i + 1..) {
+                Some([b'\n', ..]) => Some(from + i + 2),
+                Some([b'\r', b'\n', ..]) => Some(from + i + 3),
+                _ => None,
+            }
+        });
+        if let Some(end) = end {
+            return HeadStatus::Complete(end);
+        }
+        if !self.line_checked && window.contains(&b'\n') {
+            self.line_checked = true;
+            *looked += head.len() as u64;
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(head) {
+                Ok(_) | Err(httparse::Error::TooManyHeaders) => {}
+                Err(e) => return HeadStatus::Malformed(e.to_string()),
+            }
+        }
+        HeadStatus::Partial
+    }
+}
+
+/// How much `/fault/huge` writes at a time.
 const STREAM_CHUNK: usize = 64 * 1024;
+/// `/fault/huge`'s filler, shared by every connection that streams it, so a
+/// client that never reads costs no buffer of its own (15,000 such clients
+/// once held 64 KiB each, 970 MB in all).
+static FILLER: [u8; STREAM_CHUNK] = [b'x'; STREAM_CHUNK];
 /// How much one writable callback writes at most, so that one fast reader
 /// of `/fault/huge` cannot hold the loop.
 const WRITE_BUDGET: usize = 1024 * 1024;
@@ -534,6 +651,7 @@ impl Server {
             phase: Cell::new(Phase::Reading),
             registered: Cell::new(false),
             head: RefCell::new(Vec::new()),
+            scan: Cell::new(HeadScan::default()),
             out: RefCell::new(Output {
                 buf: Vec::new(),
                 pos: 0,
@@ -541,8 +659,28 @@ impl Server {
                 ending: Ending::Close,
             }),
             timer: RefCell::new(None),
+            last_write: Cell::new(Instant::now()),
         });
         self.stats.opened();
+        // The head timeout counts from accept: the whole head must be in by
+        // then, however it trickles.
+        let c = conn.clone();
+        let server_cb = self.clone();
+        let timer = lp.call_later(self.head_timeout, move || {
+            c.timer.borrow_mut().take();
+            if c.phase.get() == Phase::Reading {
+                server_cb
+                    .stats
+                    .head_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                let detail = format!(
+                    "the request head did not arrive within {:?}",
+                    server_cb.head_timeout
+                );
+                c.answer_now(&server_cb, &get_event_loop(), site::error(408, &detail));
+            }
+        });
+        *conn.timer.borrow_mut() = Some(timer);
         self.conns.borrow_mut().insert(id, conn.clone());
         let server = self.clone();
         let c = conn.clone();
@@ -591,7 +729,8 @@ impl Conn {
     }
 
     /// Reading the head: `recv` until it is complete, the client goes, or
-    /// it grows past [`MAX_HEAD`].
+    /// it grows past [`MAX_HEAD`]. Each read looks only at its new bytes
+    /// (see [`HeadScan`]).
     fn on_readable(self: &Rc<Self>, server: &Rc<Server>, lp: &Rc<EventLoop>) {
         let mut chunk = [0u8; 4096];
         loop {
@@ -602,36 +741,49 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return self.close(server, lp),
             }
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut req = httparse::Request::new(&mut headers);
             let head = self.head.borrow();
-            let parsed = req.parse(&head);
-            let too_big = head.len() > MAX_HEAD;
-            match parsed {
-                Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => {
-                    let method = req.method.unwrap_or("GET").to_string();
-                    let target = req.path.unwrap_or("/").to_string();
-                    drop(head);
-                    return self.on_request(server, lp, &method, &target);
+            let mut scan = self.scan.get();
+            let mut looked = 0;
+            let status = scan.advance(&head, &mut looked);
+            self.scan.set(scan);
+            server
+                .stats
+                .head_bytes_parsed
+                .fetch_add(looked, Ordering::Relaxed);
+            let too_big = || format!("request head larger than {MAX_HEAD} bytes");
+            let refusal = match status {
+                HeadStatus::Partial if head.len() > MAX_HEAD => site::error(431, &too_big()),
+                HeadStatus::Partial => continue,
+                HeadStatus::Complete(end) if end > MAX_HEAD => site::error(431, &too_big()),
+                HeadStatus::Malformed(e) => {
+                    site::error(400, &format!("malformed request head: {e}"))
                 }
-                // Incomplete and already too big, or complete but too big.
-                Ok(_) if too_big => {
-                    drop(head);
-                    let detail = format!("request head larger than {MAX_HEAD} bytes");
-                    return self.answer_now(server, lp, site::error(431, &detail));
+                HeadStatus::Complete(end) => {
+                    server
+                        .stats
+                        .head_bytes_parsed
+                        .fetch_add(end as u64, Ordering::Relaxed);
+                    let mut headers = [httparse::EMPTY_HEADER; 64];
+                    let mut req = httparse::Request::new(&mut headers);
+                    match req.parse(&head[..end]) {
+                        Ok(httparse::Status::Complete(_)) => {
+                            let method = req.method.unwrap_or("GET").to_string();
+                            let target = req.path.unwrap_or("/").to_string();
+                            drop(head);
+                            return self.on_request(server, lp, &method, &target);
+                        }
+                        Err(httparse::Error::TooManyHeaders) => {
+                            site::error(431, "more than 64 request headers")
+                        }
+                        Err(e) => site::error(400, &format!("malformed request head: {e}")),
+                        Ok(httparse::Status::Partial) => {
+                            site::error(400, "malformed request head: no blank line ends it")
+                        }
+                    }
                 }
-                Ok(_) => {}
-                Err(httparse::Error::TooManyHeaders) => {
-                    drop(head);
-                    let detail = "more than 64 request headers";
-                    return self.answer_now(server, lp, site::error(431, detail));
-                }
-                Err(e) => {
-                    drop(head);
-                    let detail = format!("malformed request head: {e}");
-                    return self.answer_now(server, lp, site::error(400, &detail));
-                }
-            }
+            };
+            drop(head);
+            return self.answer_now(server, lp, refusal);
         }
     }
 
@@ -645,7 +797,10 @@ impl Conn {
         target: &str,
     ) {
         server.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.head.borrow_mut().clear();
+        if let Some(timer) = self.timer.borrow_mut().take() {
+            timer.cancel(); // the head timeout
+        }
+        *self.head.borrow_mut() = Vec::new();
         let reply = server.site.route(method, target);
         if reply == Reply::Close {
             return self.close(server, lp);
@@ -697,6 +852,10 @@ impl Conn {
         if self.phase.get() == Phase::Closed {
             return;
         }
+        if let Some(timer) = self.timer.borrow_mut().take() {
+            timer.cancel(); // the head timeout, for a refusal
+        }
+        *self.head.borrow_mut() = Vec::new();
         let (buf, stream_left, trickle, ending) = match reply {
             Reply::Bytes(b) => (b, 0, false, Ending::Close),
             Reply::Stream { head, body_len } => (head, body_len, false, Ending::Close),
@@ -717,10 +876,40 @@ impl Conn {
         }
         // Try at once: on loopback the whole answer usually fits in the send
         // buffer, and no extra turn of the loop is needed.
+        self.last_write.set(Instant::now());
         self.on_writable(server, lp);
         if self.phase.get() == Phase::Writing {
             self.watch(lp, EVENT_WRITE, server);
+            self.watch_writes(server, lp, server.write_timeout);
         }
+    }
+
+    /// The write watchdog (nginx's `send_timeout`): wakes after `after`;
+    /// if the client's socket has taken no byte for the whole
+    /// [`ServerConfig::write_timeout`], closes, else sleeps again for what
+    /// is left. One timer per connection, not one per write.
+    fn watch_writes(self: &Rc<Self>, server: &Rc<Server>, lp: &Rc<EventLoop>, after: Duration) {
+        let conn = self.clone();
+        let server_cb = server.clone();
+        let timer = lp.call_later(after, move || {
+            conn.timer.borrow_mut().take();
+            if conn.phase.get() != Phase::Writing {
+                return;
+            }
+            let idle = conn.last_write.get().elapsed();
+            let lp = get_event_loop();
+            match server_cb.write_timeout.checked_sub(idle) {
+                Some(left) if !left.is_zero() => conn.watch_writes(&server_cb, &lp, left),
+                _ => {
+                    server_cb
+                        .stats
+                        .write_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    conn.close(&server_cb, &lp);
+                }
+            }
+        });
+        *self.timer.borrow_mut() = Some(timer);
     }
 
     /// Writes what it can; when all is written, closes (or resets).
@@ -728,26 +917,30 @@ impl Conn {
         let mut budget = WRITE_BUDGET;
         loop {
             let mut out = self.out.borrow_mut();
-            if out.pos == out.buf.len() {
-                if out.stream_left == 0 {
-                    let ending = out.ending;
-                    drop(out);
-                    return self.finish(server, lp, ending);
-                }
-                let n = out.stream_left.min(STREAM_CHUNK as u64) as usize;
-                out.stream_left -= n as u64;
-                out.buf.clear();
-                out.buf.resize(n, b'x');
-                out.pos = 0;
-            }
+            // The head (or whole answer) first, then the shared filler.
+            let in_buf = out.pos < out.buf.len();
+            let pending: &[u8] = if in_buf {
+                &out.buf[out.pos..]
+            } else if out.stream_left > 0 {
+                &FILLER[..out.stream_left.min(STREAM_CHUNK as u64) as usize]
+            } else {
+                let ending = out.ending;
+                drop(out);
+                return self.finish(server, lp, ending);
+            };
             if budget == 0 {
                 return;
             }
-            let end = out.buf.len().min(out.pos + budget);
-            match self.write_some(&out.buf[out.pos..end]) {
+            let pending = &pending[..pending.len().min(budget)];
+            match self.write_some(pending) {
                 Ok(n) => {
-                    out.pos += n;
+                    if in_buf {
+                        out.pos += n;
+                    } else {
+                        out.stream_left -= n as u64;
+                    }
                     budget -= n;
+                    self.last_write.set(Instant::now());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

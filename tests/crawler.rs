@@ -39,6 +39,7 @@ fn tree_server(pages: usize, fanout: usize) -> ServerHandle {
         pages,
         fanout,
         fault: None,
+        ..ServerConfig::default()
     })
     .expect("the embedded server starts")
 }

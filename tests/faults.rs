@@ -113,6 +113,7 @@ impl Mux {
                 pages: 5,
                 fanout: 2,
                 fault,
+                ..ServerConfig::default()
             };
             // Taken: the servers started so far stop when dropped.
             servers.push(server::spawn(config).ok()?);

@@ -35,6 +35,7 @@ fn server(delay_ms: u64, pages: usize, fanout: usize) -> ServerHandle {
         pages,
         fanout,
         fault: None,
+        ..ServerConfig::default()
     })
     .expect("spawn the slow server")
 }
@@ -676,6 +677,127 @@ fn content_type_and_charset_test_pages() {
     ] {
         assert!(a.links().iter().any(|l| l == link), "{link}");
     }
+}
+
+// ---------------------------------------------------------------------
+// Bad clients (issue 13): slow loris, clients that never read, heads sent
+// a byte at a time, Location values that are not URI references.
+
+fn server_with_timeouts(head: Duration, write: Duration) -> ServerHandle {
+    spawn(ServerConfig {
+        delay: Duration::from_millis(1),
+        head_timeout: head,
+        write_timeout: write,
+        ..ServerConfig::default()
+    })
+    .expect("spawn the slow server")
+}
+
+#[test]
+fn slow_loris_clients_get_408_after_the_head_timeout() {
+    let srv = server_with_timeouts(Duration::from_millis(300), Duration::from_secs(60));
+    let mut loris: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            send_request(
+                srv.addr(),
+                b"GET / HTTP/1.0\r\nX-A: ",
+                Duration::from_secs(3),
+            )
+        })
+        .collect();
+    // One header byte per connection every 50 ms for 1 s: never a whole
+    // head. Writes fail once the server has given up; that is the point.
+    for _ in 0..20 {
+        for conn in &mut loris {
+            let _ = conn.write_all(b"a");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Meanwhile a good client is served.
+    assert_eq!(get(srv.addr(), "/s?wd=1").code, 200);
+    for conn in &mut loris {
+        let raw = read_raw(conn);
+        let text = String::from_utf8_lossy(&raw.bytes);
+        assert!(
+            text.starts_with("HTTP/1.0 408 Request Timeout\r\n"),
+            "a slow-loris client got {text:?} (ended by {:?})",
+            raw.ended_by
+        );
+        assert!(text.contains("did not arrive within 300ms"), "{text}");
+    }
+    wait_for_stats(&srv, |s| s.open_connections == 0);
+    let stats = stop_promptly(srv);
+    assert_eq!((stats.head_timeouts, stats.requests), (40, 1));
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
+    let srv = server_with_timeouts(Duration::from_secs(10), Duration::from_millis(300));
+    // Asks for 100 MiB and reads none of it.
+    let idle = send_request(
+        srv.addr(),
+        b"GET /fault/huge HTTP/1.0\r\n\r\n",
+        Duration::from_secs(1),
+    );
+    let start = Instant::now();
+    wait_for_stats(&srv, |s| s.write_timeouts == 1 && s.open_connections == 0);
+    let stats = srv.stats();
+    assert_eq!(
+        (stats.write_timeouts, stats.open_connections),
+        (1, 0),
+        "the non-reading client is still held after {:?}",
+        start.elapsed()
+    );
+    // A slow reader that keeps reading is not cut: trickle's 45 bytes take
+    // 4.5 s, far past the 300 ms write timeout, and arrive whole.
+    let a = get(srv.addr(), "/fault/trickle");
+    assert_eq!((a.code, a.body.as_slice()), (200, &b"trickle"[..]));
+    drop(idle);
+    assert_eq!(stop_promptly(srv).write_timeouts, 1);
+}
+
+#[test]
+fn a_head_sent_byte_by_byte_is_parsed_in_one_pass() {
+    let srv = server_with_timeouts(Duration::from_secs(30), Duration::from_secs(60));
+    let mut head = b"GET /s?wd=5 HTTP/1.0\r\nX-Long: ".to_vec();
+    head.extend(std::iter::repeat_n(b'v', 30_000));
+    head.extend_from_slice(b"\r\n\r\n");
+    let mut conn = TcpStream::connect(srv.addr()).unwrap();
+    conn.set_nodelay(true).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Small writes with pauses, so that the server reads the head in many
+    // pieces (one re-parse per piece was O(n²) per head).
+    for (i, piece) in head.chunks(16).enumerate() {
+        conn.write_all(piece).unwrap();
+        if i % 4 == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let a = parse(&read_raw(&mut conn));
+    assert_eq!(a.title().as_deref(), Some("5 - pyfiber search"));
+    let stats = stop_promptly(srv);
+    // Each byte is looked at a bounded number of times: scanning (with two
+    // bytes of overlap per read), the request-line check, the final parse.
+    assert!(
+        stats.head_bytes_parsed <= 6 * head.len() as u64,
+        "{} bytes looked at for a {}-byte head",
+        stats.head_bytes_parsed,
+        head.len()
+    );
+}
+
+#[test]
+fn location_values_must_be_uri_references() {
+    let srv = server(1, 10, 3);
+    for to in ["%00x", "/a%0Db", "x%7F", "/%C3%A9"] {
+        let a = get(srv.addr(), &format!("/redirect-to?to={to}"));
+        assert_eq!(a.code, 400, "{to}");
+        assert_eq!(a.header("Location"), None, "{to}");
+        assert!(a.text().contains("URI reference"), "{to}: {}", a.text());
+    }
+    let a = get(srv.addr(), "/redirect-to?to=/ok%3Fa%3D1");
+    assert_eq!((a.code, a.header("Location")), (302, Some("/ok?a=1")));
 }
 
 // ---------------------------------------------------------------------

@@ -8,7 +8,9 @@
 //! lets the routing be tested without a socket.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 
 use super::{Fault, HUGE_BODY_LEN};
 
@@ -41,7 +43,53 @@ pub(crate) struct Site {
     pub fanout: usize,
     pub fault: Option<Fault>,
     /// `/flaky/K/NAME`: how many requests each such path has had.
-    flaky: RefCell<HashMap<String, u64>>,
+    flaky: RefCell<FlakyCounts>,
+}
+
+/// The most `/flaky/K/NAME` paths whose counts are kept; past it the
+/// oldest path is forgotten (and fails K times again if asked again).
+pub(crate) const FLAKY_PATHS: usize = 4096;
+
+/// Per-path request counts for `/flaky`, bounded: a path is kept as a
+/// 64-bit hash, not as its text (a client once sent 5,000 paths of 60 KB
+/// each and the server kept 296 MB of them), and at most [`FLAKY_PATHS`]
+/// of them, the oldest forgotten first.
+pub(crate) struct FlakyCounts {
+    hasher: RandomState,
+    counts: HashMap<u64, u64>,
+    order: VecDeque<u64>,
+}
+
+impl FlakyCounts {
+    fn new() -> FlakyCounts {
+        FlakyCounts {
+            hasher: RandomState::new(),
+            counts: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Counts one more request for `path`; returns its count.
+    fn hit(&mut self, path: &str) -> u64 {
+        let key = self.hasher.hash_one(path);
+        if !self.counts.contains_key(&key) {
+            if self.order.len() == FLAKY_PATHS {
+                if let Some(old) = self.order.pop_front() {
+                    self.counts.remove(&old);
+                }
+            }
+            self.order.push_back(key);
+        }
+        let count = self.counts.entry(key).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// How many paths are remembered now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.counts.len()
+    }
 }
 
 /// HTML-escapes text put into a page (`html.escape` with `quote=True`).
@@ -73,6 +121,7 @@ pub(crate) fn reason(code: u16) -> &'static str {
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
+        408 => "Request Timeout",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -199,7 +248,7 @@ impl Site {
             pages,
             fanout,
             fault,
-            flaky: RefCell::new(HashMap::new()),
+            flaky: RefCell::new(FlakyCounts::new()),
         }
     }
 
@@ -277,10 +326,7 @@ impl Site {
             ["redirect-to"] => redirect_to(&pairs),
             ["flaky", k, name] if !name.is_empty() => match page_number(k) {
                 Some(k) => {
-                    let mut counts = self.flaky.borrow_mut();
-                    let count = counts.entry(path.to_string()).or_insert(0);
-                    *count += 1;
-                    if *count <= k as u64 {
+                    if self.flaky.borrow_mut().hit(path) <= k as u64 {
                         return Reply::Close;
                     }
                     let name = escape(name);
@@ -334,7 +380,10 @@ fn not_found(path: &str) -> Vec<u8> {
     error(404, &format!("no page at {path}"))
 }
 
-/// `/redirect-to?code=301&to=URL`: that code, `Location: URL` verbatim.
+/// `/redirect-to?code=301&to=URL`: that code, `Location: URL` verbatim,
+/// once checked: a Location is a URI reference (RFC 9110 §10.2.2), so
+/// control characters (NUL, CR, LF, DEL, ...) and non-ASCII bytes are
+/// refused with 400, naming the first bad character and where it is.
 fn redirect_to(pairs: &[(String, String)]) -> Vec<u8> {
     let code = match query_get(pairs, "code") {
         None => 302,
@@ -355,10 +404,19 @@ fn redirect_to(pairs: &[(String, String)]) -> Vec<u8> {
             400,
             "missing query parameter 'to' (the Location to redirect to)",
         ),
-        Some(to) if to.contains(['\r', '\n']) => {
-            error(400, "query parameter 'to' must not contain a line break")
-        }
-        Some(to) => redirect(code, to),
+        Some(to) => match to
+            .char_indices()
+            .find(|(_, c)| !c.is_ascii() || c.is_ascii_control())
+        {
+            Some((at, c)) => error(
+                400,
+                &format!(
+                    "query parameter 'to' must be a URI reference: {c:?} at character {} is not allowed in a Location (percent-encode it)",
+                    to[..at].chars().count()
+                ),
+            ),
+            None => redirect(code, to),
+        },
     }
 }
 
@@ -423,6 +481,45 @@ mod tests {
         assert_eq!(site.route("GET", "/flaky/2/a"), Reply::Close);
         assert!(text(site.route("GET", "/flaky/2/a")).contains("<title>flaky a</title>"));
         assert_eq!(site.route("GET", "/flaky/2/b"), Reply::Close);
+    }
+
+    #[test]
+    fn flaky_remembers_a_bounded_number_of_paths() {
+        let site = Site::new(1, 1, None);
+        let long = "n".repeat(1000);
+        for i in 0..FLAKY_PATHS + 100 {
+            assert_eq!(
+                site.route("GET", &format!("/flaky/1/{i}{long}")),
+                Reply::Close
+            );
+        }
+        assert_eq!(site.flaky.borrow().len(), FLAKY_PATHS);
+        // The newest paths are still counted; the oldest were forgotten.
+        let newest = format!("/flaky/1/{}{long}", FLAKY_PATHS + 99);
+        assert!(text(site.route("GET", &newest)).contains("200 OK"));
+        assert_eq!(
+            site.route("GET", &format!("/flaky/1/0{long}")),
+            Reply::Close
+        );
+    }
+
+    #[test]
+    fn redirect_to_refuses_control_characters_in_location() {
+        let site = Site::new(1, 1, None);
+        for (to, what) in [
+            ("%00x", "'\\0' at character 0"),
+            ("/a%0Db", "'\\r' at character 2"),
+            ("/a%0Ab", "'\\n' at character 2"),
+            ("/a%7F", "'\\u{7f}' at character 2"),
+            ("/caf%C3%A9", "'é' at character 4"),
+        ] {
+            let got = text(site.route("GET", &format!("/redirect-to?to={to}")));
+            assert!(got.starts_with("HTTP/1.0 400"), "{to}: {got}");
+            assert!(!got.contains("Location:"), "{to}: {got}");
+            assert!(got.contains(&escape(what)), "{to}: {got}");
+        }
+        let ok = text(site.route("GET", "/redirect-to?to=/a%20b"));
+        assert!(ok.contains("\r\nLocation: /a b\r\n"), "{ok}");
     }
 
     #[test]
