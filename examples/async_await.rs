@@ -15,8 +15,16 @@
 //! - no explicit `Future` and `Task`: `aio::spawn` (`loop.create_task`) and
 //!   `aio::gather` wrap them, and a `Waker` plays `Task.step`.
 //!
-//! The Python twin is `examples/python/async_await.py` (asyncio streams,
-//! standard library only).
+//! It follows yuchaoshui/notes `Python异步并发/async_await.py` in its
+//! names, order and output: `results`, `parse(url, response)`,
+//! `async fn fetch(url)` ending in `parse`, the main block gathering every
+//! fetch and `print(results)` (in completion order). Renames and
+//! additions, and why: the original's HTTP client is aiohttp's
+//! `ClientSession.get`; here it is `aio::open_connection` and the GET
+//! written out, as the Python twin (`examples/python/async_await.py`,
+//! asyncio streams, standard library only) does too; each fetch has a
+//! `wait_for` deadline (`--timeout`), and a fetch that raised is an
+//! `error:` line on stderr.
 //!
 //! ```text
 //! cargo run --release --example async_await -- --urls 10 --delay 1
@@ -29,10 +37,15 @@ use std::process::ExitCode;
 
 use pyfiber::{aio, Exception, PyResult};
 
-/// `async def fetch(url)`: one GET over asyncio-style streams, returning
-/// `(url, title)`. Each `.await` is where the generator stages had a
-/// `yield` (and the register/unregister around it).
-async fn fetch(target: common::Target) -> PyResult<(String, String)> {
+/// `def parse(url, response)`: the title, appended to `results`.
+fn parse(url: &str, response: &[u8]) {
+    common::RESULTS.append(url, common::parse(response));
+}
+
+/// `async def fetch(url)`: one GET over asyncio-style streams, then `parse`.
+/// Each `.await` is where the generator stages had a `yield` (and the
+/// register/unregister around it).
+async fn fetch(target: common::Target) -> PyResult<()> {
     // reader, writer = await asyncio.open_connection(host, port)
     let (mut reader, mut writer) = aio::open_connection(&target.host, target.port).await?;
     // writer.write(get.encode('ascii')); await writer.drain()
@@ -50,8 +63,8 @@ async fn fetch(target: common::Target) -> PyResult<(String, String)> {
         common::append_chunk(&mut response, &chunk)?;
     }
     writer.close();
-    let title = common::title_of(&response)?;
-    Ok((target.url, title))
+    parse(&target.url, &response);
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -63,41 +76,35 @@ fn main() -> ExitCode {
     let timeout = stage.timeout();
     let targets = stage.targets.clone();
 
-    // loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    let outcomes = aio::run(async move {
-        // tasks = [loop.create_task(asyncio.wait_for(fetch(url), timeout)) for url in urls]
+    // loop.run_until_complete(asyncio.gather(*tasks))
+    let ran = aio::run(async move {
+        // tasks = [fetch(target) for target in urls], each with a deadline
         let tasks: Vec<_> = targets
             .into_iter()
             .map(|target| {
                 aio::spawn(async move {
-                    aio::wait_for(fetch(target), timeout)
-                        .await
+                    let url = target.url.clone();
+                    let fetched = aio::wait_for(fetch(target), timeout).await;
+                    if let Err(e) = fetched {
                         // The same `TimeoutError: timed out` line as the
                         // other stages (asyncio's own has no message).
-                        .map_err(|e| match e {
+                        let e = match e {
                             Exception::TimeoutError(_) => common::timed_out(),
                             e => e,
-                        })
+                        };
+                        common::RESULTS.append(&url, Err(e.line()));
+                    }
+                    Ok(())
                 })
             })
             .collect();
-        Ok(aio::gather_return_exceptions(tasks).await)
+        aio::gather_return_exceptions(tasks).await;
+        Ok(())
     });
-
-    // One line per URL, in the order given (gather keeps it).
-    match outcomes {
-        Ok(outcomes) => {
-            for (target, outcome) in stage.targets.iter().zip(outcomes) {
-                common::report(&target.url, outcome.map(|(_url, title)| title));
-            }
-        }
-        Err(e) => {
-            // The loop itself failed: every URL gets that as its outcome.
-            eprintln!("error: the loop failed: {}", e.line());
-            for target in &stage.targets {
-                common::report(&target.url, Err(e.clone()));
-            }
-        }
+    if let Err(e) = ran {
+        // The loop itself failed: stage.finish() says which URLs have no outcome.
+        eprintln!("error: the loop failed: {}", e.line());
     }
+    common::RESULTS.print();
     stage.finish()
 }

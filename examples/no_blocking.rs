@@ -1,4 +1,7 @@
-//! `no_blocking.py`: non-blocking sockets, and nothing to do while waiting.
+//! `no_blocking.py`: follows yuchaoshui/notes `Python异步并发/no_blocking.py`,
+//! function by function and in the same order: `parse(url, response)`,
+//! `fetch(url)` with its two retry loops, the main block and
+//! `print(results)`.
 //!
 //! Why this exists: it is the rung that shows a non-blocking socket is not
 //! enough. `setblocking(False)` makes `connect`, `send` and `recv` return at
@@ -7,6 +10,12 @@
 //! in a busy loop, until that one URL is done, then starts the next. It
 //! takes as long as `sync` (N × delay) while burning a CPU core. The
 //! `callback` stage fixes it by letting the OS say when a socket is ready.
+//!
+//! Additions, and why: the `--timeout` check inside each retry loop (the
+//! original spins for ever on a server that never answers), a response size
+//! cap, and only `BlockingIOError` is retried (the original's
+//! `except OSError: pass` would also spin on a refused connection); a
+//! fetch that raised is an `error:` line on stderr and the run goes on.
 //!
 //! ```text
 //! cargo run --release --example no_blocking -- --urls 10 --delay 1
@@ -21,10 +30,13 @@ use std::time::{Duration, Instant};
 use pyfiber::net::Socket;
 use pyfiber::{Exception, PyResult};
 
-/// `def unblocking_request()`: the seed's function; every wait is a retry
-/// loop around `BlockingIOError`. The `--timeout` check inside each loop
-/// is this port's addition.
-fn unblocking_request(target: &common::Target, timeout: Duration) -> PyResult<Vec<u8>> {
+/// `def parse(url, response)`: the title, appended to `results`.
+fn parse(url: &str, response: &[u8]) {
+    common::RESULTS.append(url, common::parse(response));
+}
+
+/// `def fetch(url)`: every wait is a retry loop around `BlockingIOError`.
+fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
     let deadline = Instant::now() + timeout;
     let check = || {
         if Instant::now() >= deadline {
@@ -41,10 +53,10 @@ fn unblocking_request(target: &common::Target, timeout: Duration) -> PyResult<Ve
         Ok(()) | Err(Exception::BlockingIOError(_)) => {}
         Err(e) => return Err(e),
     }
-    let request = target.request();
+    let get = target.request();
     // We cannot know when the connection is made: keep trying to send.
     loop {
-        match sock.send(request.as_bytes()) {
+        match sock.send(get.as_bytes()) {
             Ok(_) => break,
             Err(Exception::BlockingIOError(_)) => check()?,
             Err(e) => return Err(e),
@@ -60,7 +72,8 @@ fn unblocking_request(target: &common::Target, timeout: Duration) -> PyResult<Ve
             Err(e) => return Err(e),
         }
     }
-    Ok(response)
+    parse(&target.url, &response);
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -69,10 +82,11 @@ fn main() -> ExitCode {
         common::parse_args(),
         common::Concurrency::AtMost(1),
     );
-    // One URL after another, as in the seed.
     for target in &stage.targets {
-        let response = unblocking_request(target, stage.timeout());
-        common::report_response(&target.url, response);
+        if let Err(e) = fetch(target, stage.timeout()) {
+            common::RESULTS.append(&target.url, Err(e.line()));
+        }
     }
+    common::RESULTS.print();
     stage.finish()
 }

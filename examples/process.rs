@@ -1,23 +1,34 @@
-//! `process.py`: the blocking requests, on a pool of `cpu_count` processes.
+//! `process.py`: follows yuchaoshui/notes `Python异步并发/process.py`,
+//! function by function and in the same order: `parse(url, response)`
+//! (which prints `(url, title)`), `fetch(url)`, `process_way()` with
+//! `ProcessPoolExecutor(workers)` (`workers = 10`), the main block.
 //!
 //! Why this exists: the first idea for "do several at once": run the same
-//! blocking code in several processes. The tutorial uses
-//! `ProcessPoolExecutor(max_workers=cpu_count())`: submit every request,
-//! then collect the futures' results in submission order. With P processes,
-//! N URLs take about ⌈N / P⌉ × delay, plus starting the processes; every
-//! waiting request costs a whole process, and when there are more processes
-//! than cores, the OS switches between them.
+//! blocking code in several processes. With P processes, N URLs take about
+//! ⌈N / P⌉ × delay, plus starting the processes: with the original's 10
+//! workers, 10 URLs take one delay; but every waiting request costs a whole
+//! process, and when there are more processes than cores, the OS switches
+//! between them. Each tuple is printed as its fetch completes.
 //!
-//! Rust has no `ProcessPoolExecutor`, so this example is its own pool: it
-//! re-executes itself (`std::env::current_exe()`) with a hidden `--worker`
-//! flag, `cpu_count` times. A worker reads one job per line on stdin
-//! (`index<TAB>url`), runs `blocking_request`, and writes
-//! `index<TAB>ok<TAB>title` or `index<TAB>err<TAB>Name: message` on stdout.
-//! The parent hands a new job to whichever worker answers, as the executor
-//! does, and prints the results in submission order.
+//! Renames and additions, and why:
+//! - `--workers N` (default 10, the original's) or `--workers cpu`
+//!   (forcemain's `cpu_count()`);
+//! - Rust has no `ProcessPoolExecutor`, so this example is its own pool: it
+//!   re-executes itself (`std::env::current_exe()`) with a hidden `--worker`
+//!   flag, once per worker. A worker reads one job per line on stdin
+//!   (`index<TAB>url`), runs `fetch`, and writes its outcome on stdout
+//!   (`index<TAB>ok<TAB>title`, `index<TAB>none<TAB>` for a page without a
+//!   title, `index<TAB>err<TAB>Name: message`). The parent hands a new job
+//!   to whichever worker answers, as the executor does;
+//! - the original's children print `(url, title)` themselves; here the
+//!   parent prints what its workers send, as they send it (the same
+//!   completion order, one stdout, and the run can count its outcomes);
+//! - `fetch`'s socket lines are `common::blocking_request` (shared with
+//!   sync and thread; deadline and size cap added), and a fetch that raised
+//!   is an `error:` line on stderr.
 //!
 //! ```text
-//! cargo run --release --example process -- --urls 10 --delay 1
+//! cargo run --release --example process -- --urls 10 --delay 1 [--workers cpu]
 //! ```
 
 #[path = "common/mod.rs"]
@@ -32,13 +43,30 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(about = "process.py: fetch with a pool of cpu_count worker processes")]
+#[command(about = "process.py: fetch on a pool of worker processes")]
 struct Cli {
     #[command(flatten)]
     common: common::Args,
-    /// Run as a pool worker: jobs on stdin, results on stdout.
+    /// Pool size: a number (the original's is 10), or `cpu` for
+    /// `cpu_count()`, as forcemain's version has it.
+    #[arg(long, value_name = "N|cpu", default_value = "10")]
+    workers: common::Workers,
+    /// Run as a pool worker: jobs on stdin, outcomes on stdout.
     #[arg(long, hide = true)]
     worker: bool,
+}
+
+/// `def parse(url, response)`: the title. The original prints
+/// `(url, title)` here; the worker sends it to the parent, which prints it.
+fn parse(response: &[u8]) -> common::Outcome {
+    common::parse(response)
+}
+
+/// `def fetch(url)`: one blocking GET, then `parse`.
+fn fetch(url: &str, timeout: Duration) -> common::Outcome {
+    let target = common::Target::parse(url).map_err(|e| e.line())?;
+    let response = common::blocking_request(&target, timeout).map_err(|e| e.line())?;
+    parse(&response)
 }
 
 /// Keeps a title or an error line on one line of the pipe.
@@ -46,7 +74,7 @@ fn one_line(text: &str) -> String {
     text.replace(['\t', '\n', '\r'], " ")
 }
 
-/// A worker process's whole life: `index<TAB>url` in, one result line out,
+/// A worker process's whole life: `index<TAB>url` in, one outcome line out,
 /// until stdin closes.
 fn worker(timeout: Duration) -> ExitCode {
     let stdin = std::io::stdin();
@@ -56,12 +84,9 @@ fn worker(timeout: Duration) -> ExitCode {
         let Some((index, url)) = line.split_once('\t') else {
             continue;
         };
-        let outcome = match common::Target::parse(url) {
-            Ok(target) => common::outcome_of(common::blocking_request(&target, timeout)),
-            Err(e) => Err(e.line()),
-        };
-        let reply = match outcome {
-            Ok(title) => format!("{index}\tok\t{}\n", one_line(&title)),
+        let reply = match fetch(url, timeout) {
+            Ok(Some(title)) => format!("{index}\tok\t{}\n", one_line(&title)),
+            Ok(None) => format!("{index}\tnone\t\n"),
             Err(line) => format!("{index}\terr\t{}\n", one_line(&line)),
         };
         if stdout
@@ -73,6 +98,45 @@ fn worker(timeout: Duration) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `def process_way()`: submit every URL to the pool; print each outcome
+/// as it arrives; leave the `with` block (which waits for the workers).
+fn process_way(urls: &[String], workers: usize, timeout: Duration) {
+    let mut executor = match ProcessPoolExecutor::new(workers.min(urls.len()), timeout) {
+        Ok(e) => e,
+        Err(e) => common::fail(format!("cannot start the worker processes: {e}")),
+    };
+    // Each worker gets one job, and a new one each time it answers.
+    let mut next_job = 0;
+    for w in 0..executor.workers.len() {
+        if let Err(e) = executor.give(w, next_job, &urls[next_job]) {
+            common::fail(format!("worker {w} is gone: {e}"));
+        }
+        next_job += 1;
+    }
+    let mut done = vec![false; urls.len()];
+    let mut answered = 0;
+    while answered < urls.len() {
+        let Ok((w, index, outcome)) = executor.results.recv() else {
+            break; // every worker is gone
+        };
+        // An index out of range, or answered twice, is not an outcome.
+        if done.get(index).is_none_or(|d| *d) {
+            continue;
+        }
+        done[index] = true;
+        answered += 1;
+        common::print_result(&urls[index], outcome);
+        if next_job < urls.len() && executor.give(w, next_job, &urls[next_job]).is_ok() {
+            next_job += 1;
+        }
+    }
+    // Whatever a dead worker never answered is still an outcome.
+    for (url, _) in urls.iter().zip(&done).filter(|(_, d)| !**d) {
+        common::print_result(url, Err("RuntimeError: a worker process died".to_string()));
+    }
+    executor.shutdown();
 }
 
 /// One worker process, and the pipe to give it jobs.
@@ -114,10 +178,10 @@ impl ProcessPoolExecutor {
                         continue;
                     };
                     let Ok(index) = index.parse() else { continue };
-                    let outcome = if kind == "ok" {
-                        Ok(text.to_string())
-                    } else {
-                        Err(text.to_string())
+                    let outcome = match kind {
+                        "ok" => Ok(Some(text.to_string())),
+                        "none" => Ok(None),
+                        _ => Err(text.to_string()),
                     };
                     if tx.send((w, index, outcome)).is_err() {
                         break;
@@ -154,50 +218,9 @@ fn main() -> ExitCode {
     if cli.worker {
         return worker(Duration::from_secs_f64(cli.common.timeout));
     }
-    let max_workers = common::cpu_count();
-    let stage = common::Stage::start(
-        "process",
-        cli.common,
-        common::Concurrency::AtMost(max_workers),
-    );
+    let workers = cli.workers.0;
+    let stage = common::Stage::start("process", cli.common, common::Concurrency::AtMost(workers));
     let urls: Vec<String> = stage.targets.iter().map(|t| t.url.clone()).collect();
-    let mut executor = match ProcessPoolExecutor::new(max_workers, stage.timeout()) {
-        Ok(e) => e,
-        Err(e) => common::fail(format!("cannot start the worker processes: {e}")),
-    };
-    // Submit: each worker gets one job, and a new one each time it answers.
-    let mut next_job = 0;
-    for w in 0..max_workers.min(urls.len()) {
-        if let Err(e) = executor.give(w, next_job, &urls[next_job]) {
-            common::fail(format!("worker {w} is gone: {e}"));
-        }
-        next_job += 1;
-    }
-    // [f.result() for f in results]: print in submission order, each as
-    // soon as it and every earlier one are in.
-    let mut results: Vec<Option<common::Outcome>> = vec![None; urls.len()];
-    let mut next_print = 0;
-    while next_print < urls.len() {
-        let Ok((w, index, outcome)) = executor.results.recv() else {
-            break; // every worker is gone
-        };
-        if let Some(slot) = results.get_mut(index) {
-            *slot = Some(outcome);
-        }
-        if next_job < urls.len() && executor.give(w, next_job, &urls[next_job]).is_ok() {
-            next_job += 1;
-        }
-        while let Some(Some(outcome)) = results.get_mut(next_print).map(Option::take) {
-            common::report_outcome(&urls[next_print], outcome);
-            next_print += 1;
-        }
-    }
-    // Whatever a dead worker never answered is still an outcome.
-    for (url, outcome) in urls.iter().zip(results).skip(next_print) {
-        let outcome =
-            outcome.unwrap_or_else(|| Err("RuntimeError: a worker process died".to_string()));
-        common::report_outcome(url, outcome);
-    }
-    executor.shutdown();
+    process_way(&urls, workers, stage.timeout());
     stage.finish()
 }

@@ -1,17 +1,31 @@
-//! `thread.py`: the blocking requests, on a pool of `cpu_count` threads.
+//! `thread.py`: follows yuchaoshui/notes `Python异步并发/thread.py`,
+//! function by function and in the same order: `results` and its `lock`,
+//! `parse(url, response)`, `fetch(url)`, `thread_way()` with
+//! `ThreadPoolExecutor(workers)` (`workers = 10`), the main block and
+//! `print(results)`.
 //!
 //! Why this exists: if one blocking request leaves the program idle, run
 //! several at once, each on its own thread: while one thread sleeps in
-//! `recv`, the others wait on their own sockets. The tutorial does it with
-//! `ThreadPoolExecutor(max_workers=cpu_count())`: submit every request, then
-//! collect the futures' results in submission order. With P threads, N URLs
-//! take about ⌈N / P⌉ × delay: better, but bounded by the pool size, and each
-//! waiting request costs a whole thread (a stack, a kernel task, context
-//! switches). (Python adds the GIL; Rust threads have none, but they wait
-//! on the network here, so it would not matter.)
+//! `recv`, the others wait on their own sockets. With P threads, N URLs
+//! take about ⌈N / P⌉ × delay: with the original's 10 workers, 10 URLs take
+//! one delay; but each waiting request costs a whole thread (a stack, a
+//! kernel task, context switches), so the pool size bounds the run.
+//! (Python adds the GIL; Rust threads have none, but they wait on the
+//! network here, so it would not matter.) `results` fills in the order the
+//! fetches complete.
+//!
+//! Renames and additions, and why:
+//! - `--workers N` (default 10, the original's) or `--workers cpu`
+//!   (forcemain's `cpu_count()`);
+//! - Rust's standard library has no `ThreadPoolExecutor`: the one here is
+//!   worker threads taking jobs from one queue, and `with` is `shutdown()`;
+//! - `results` is `common::RESULTS`, whose `append` takes the lock;
+//! - `fetch`'s socket lines are `common::blocking_request` (shared with
+//!   sync and process; deadline and size cap added), and a fetch that
+//!   raised is an `error:` line on stderr.
 //!
 //! ```text
-//! cargo run --release --example thread -- --urls 10 --delay 1
+//! cargo run --release --example thread -- --urls 10 --delay 1 [--workers cpu]
 //! ```
 
 #[path = "common/mod.rs"]
@@ -23,20 +37,52 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-/// One submitted call: the URL, and where to put its result (the
-/// executor's `Future`).
-type Job = (common::Target, mpsc::Sender<common::Outcome>);
+use clap::Parser;
+use pyfiber::PyResult;
 
-/// `ThreadPoolExecutor(max_workers)`: worker threads taking jobs from one
-/// queue.
+#[derive(Parser, Debug)]
+#[command(about = "thread.py: fetch on a pool of worker threads")]
+struct Cli {
+    #[command(flatten)]
+    common: common::Args,
+    /// Pool size: a number (the original's is 10), or `cpu` for
+    /// `cpu_count()`, as forcemain's version has it.
+    #[arg(long, value_name = "N|cpu", default_value = "10")]
+    workers: common::Workers,
+}
+
+/// `def parse(url, response)`: the title, appended to `results` under the
+/// lock.
+fn parse(url: &str, response: &[u8]) {
+    common::RESULTS.append(url, common::parse(response));
+}
+
+/// `def fetch(url)`: one blocking GET, then `parse`.
+fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
+    let response = common::blocking_request(target, timeout)?;
+    parse(&target.url, &response);
+    Ok(())
+}
+
+/// `def thread_way()`: submit every URL to the pool, and leave the `with`
+/// block (which waits for them all).
+fn thread_way(targets: &[common::Target], workers: usize, timeout: Duration) {
+    let executor = ThreadPoolExecutor::new(workers, timeout);
+    for target in targets {
+        executor.submit(target.clone());
+    }
+    executor.shutdown();
+}
+
+/// `ThreadPoolExecutor(workers)`: worker threads taking jobs from one queue.
 struct ThreadPoolExecutor {
-    queue: Option<mpsc::Sender<Job>>,
+    queue: Option<mpsc::Sender<common::Target>>,
     workers: Vec<thread::JoinHandle<()>>,
 }
 
 impl ThreadPoolExecutor {
     fn new(max_workers: usize, timeout: Duration) -> ThreadPoolExecutor {
-        let (queue, jobs) = mpsc::channel::<Job>();
+        let (queue, jobs) = mpsc::channel::<common::Target>();
         let jobs = Arc::new(Mutex::new(jobs));
         let workers = (0..max_workers)
             .map(|i| {
@@ -45,11 +91,12 @@ impl ThreadPoolExecutor {
                     .name(format!("ThreadPoolExecutor-0_{i}"))
                     .spawn(move || loop {
                         let job = jobs.lock().expect("a worker panicked").recv();
-                        let Ok((target, result)) = job else {
+                        let Ok(target) = job else {
                             break; // shutdown: the queue is closed
                         };
-                        let response = common::blocking_request(&target, timeout);
-                        let _ = result.send(common::outcome_of(response));
+                        if let Err(e) = fetch(&target, timeout) {
+                            common::RESULTS.append(&target.url, Err(e.line()));
+                        }
                     })
                     .expect("cannot start a worker thread")
             })
@@ -60,16 +107,13 @@ impl ThreadPoolExecutor {
         }
     }
 
-    /// `executor.submit(blocking_request, url)`: returns the future, here
-    /// the receiving end of a one-shot channel.
-    fn submit(&self, target: common::Target) -> mpsc::Receiver<common::Outcome> {
-        let (result, future) = mpsc::channel();
+    /// `executor.submit(fetch, target)`.
+    fn submit(&self, target: common::Target) {
         self.queue
             .as_ref()
             .expect("submit after shutdown")
-            .send((target, result))
+            .send(target)
             .expect("the workers are gone");
-        future
     }
 
     /// `executor.shutdown(wait=True)`, what leaving the `with` block does.
@@ -82,23 +126,10 @@ impl ThreadPoolExecutor {
 }
 
 fn main() -> ExitCode {
-    let args = common::parse_args();
-    let max_workers = common::cpu_count();
-    let stage = common::Stage::start("thread", args, common::Concurrency::AtMost(max_workers));
-    // with futures.ThreadPoolExecutor(max_workers=cpu_count()) as executor:
-    let executor = ThreadPoolExecutor::new(max_workers, stage.timeout());
-    let results: Vec<_> = stage
-        .targets
-        .iter()
-        .map(|target| (target.url.clone(), executor.submit(target.clone())))
-        .collect();
-    // [f.result() for f in results]: in submission order.
-    for (url, future) in results {
-        let outcome = future
-            .recv()
-            .unwrap_or_else(|_| Err("RuntimeError: the worker thread died".to_string()));
-        common::report_outcome(&url, outcome);
-    }
-    executor.shutdown();
+    let cli = Cli::parse();
+    let workers = cli.workers.0;
+    let stage = common::Stage::start("thread", cli.common, common::Concurrency::AtMost(workers));
+    thread_way(&stage.targets, workers, stage.timeout());
+    common::RESULTS.print();
     stage.finish()
 }

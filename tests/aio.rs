@@ -563,6 +563,7 @@ struct Run {
 
 fn run_rust(args: &[&str]) -> Run {
     let out = support::example("async_await")
+        .args(["--format", "forcemain"])
         .args(args)
         .output()
         .expect("cargo runs");
@@ -575,6 +576,7 @@ fn run_rust(args: &[&str]) -> Run {
 fn run_python(args: &[&str]) -> Run {
     let out = Command::new("python3")
         .arg(support::python_twin("async_await"))
+        .args(["--format", "forcemain"])
         .args(args)
         .output()
         .expect("python3 runs");

@@ -34,15 +34,25 @@ const STAGES: [&str; 8] = [
 
 const DELAY: f64 = 0.2;
 
+/// A stage (or the ladder itself). The stages print, here, one line per
+/// URL and forcemain's `Request Times` line (`--format forcemain`), which
+/// these tests read; `tests/originals.rs` checks the default output, the
+/// originals'.
 fn example(name: &str) -> Command {
     let path = examples_dir().join(name);
     assert!(path.exists(), "{} was not built", path.display());
-    Command::new(path)
+    let mut cmd = Command::new(path);
+    if name != "ladder" {
+        cmd.args(["--format", "forcemain"]);
+    }
+    cmd
 }
 
+/// A Python twin, with `--format forcemain` as [`example`].
 fn python(stage: &str) -> Command {
     let mut cmd = Command::new("python3");
     cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/python/{stage}.py")));
+    cmd.args(["--format", "forcemain"]);
     cmd
 }
 
@@ -173,9 +183,9 @@ fn check_shape(stage: &str, seconds: f64, n: usize, pool: usize) {
     }
 }
 
-fn cpu_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+/// The pool size of `process` and `thread` without `--workers`: the
+/// originals' `workers = 10`.
+const DEFAULT_WORKERS: usize = 10;
 
 fn stage_end_to_end(stage: &str) {
     let n = 6;
@@ -184,7 +194,7 @@ fn stage_end_to_end(stage: &str) {
         &["--urls", "6", "--delay", &DELAY.to_string(), "--json"],
     );
     let seconds = check_results(stage, &output, n);
-    check_shape(stage, seconds, n, cpu_count());
+    check_shape(stage, seconds, n, DEFAULT_WORKERS);
 }
 
 #[test]
@@ -220,6 +230,36 @@ fn generator_end_to_end() {
 #[test]
 fn yield_from_end_to_end() {
     stage_end_to_end("yield_from");
+}
+
+#[test]
+fn workers_bound_the_pools() {
+    // 6 URLs on 2 workers: at least 3 rounds of one delay; on the default
+    // 10 workers (stage_end_to_end) one round.
+    for stage in ["process", "thread"] {
+        let (output, _) = run(
+            example(stage),
+            &[
+                "--urls",
+                "6",
+                "--delay",
+                &DELAY.to_string(),
+                "--json",
+                "--workers",
+                "2",
+            ],
+        );
+        let seconds = check_results(stage, &output, 6);
+        check_shape(stage, seconds, 6, 2);
+        assert!(seconds >= 3.0 * DELAY, "{stage}: {seconds} s");
+    }
+    let (output, _) = run(example("thread"), &["--workers", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("expected a number of workers from 1 to 1024, or cpu"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -408,7 +448,7 @@ fn python_twins_fetch_the_same_titles() {
             &["--urls", "5", "--delay", &DELAY.to_string(), "--json"],
         );
         let seconds = check_results(stage, &output, 5);
-        check_shape(stage, seconds, 5, cpu_count());
+        check_shape(stage, seconds, 5, DEFAULT_WORKERS);
     }
 }
 

@@ -54,7 +54,15 @@ fn same_trace(stage: &str, rust_extra: &[&str]) -> String {
     })
     .expect("server");
     let template = server.url("/s?wd={}");
-    let args = ["--urls", "1", "--url", template.as_str(), "--trace"];
+    let args = [
+        "--urls",
+        "1",
+        "--url",
+        template.as_str(),
+        "--trace",
+        "--format",
+        "forcemain",
+    ];
 
     let mut rust = Command::new(examples_dir().join(stage));
     rust.args(args).args(rust_extra);

@@ -1,10 +1,10 @@
 //! What every stage of the ladder shares, so each example file holds only
 //! the part its Python original is about.
 //!
-//! Why this exists: the tutorials' files differ in one thing, how they wait
-//! for the network; the rest (which URLs, the slow local server, the
-//! `Request Times: N, Total Cost: S seconds` line) is the same in all of
-//! them. This module is that rest, once, for the Rust stages; its twin is
+//! Why this exists: the originals' files differ in one thing, how they wait
+//! for the network; the rest (which URLs, the slow local server, `parse`,
+//! `results` and how it is printed) is the same in all of them. This module
+//! is that rest, once, for the Rust stages; its twin is
 //! `examples/python/common.py`. An example includes it with
 //!
 //! ```text
@@ -16,14 +16,24 @@
 //!
 //! ```text
 //! let stage = common::Stage::start("generator", common::parse_args(), common::Concurrency::All);
-//! for target in &stage.targets { ... common::report(&target.url, outcome) ... }
-//! stage.finish()   // prints `Request Times: ...` (and the --json line); the exit code
+//! for target in &stage.targets { ... common::RESULTS.append(&target.url, common::parse(&response)) ... }
+//! common::RESULTS.print();   // print(results)
+//! stage.finish()             // the --format forcemain line, the --json line; the exit code
 //! ```
 //!
-//! Every result goes through [`report`] (or [`report_response`]), which
-//! prints `result: <url> <title>` or `error: <url> <Name: message>` and
-//! counts it; [`Stage::finish`] checks that the run produced exactly one
-//! outcome per URL.
+//! What is printed is `--format`'s choice:
+//! - `original` (the default): what the originals print. `results` is one
+//!   Python list repr of `(url, title)` tuples, printed by
+//!   [`Results::print`]; process.py prints each tuple on its own line as it
+//!   completes ([`print_result`]). A URL that failed (the originals would
+//!   crash) is an `error: <url> <Name: message>` line on stderr instead.
+//! - `lines`: one `result: <url> <title>` or `error: <url> <Name: message>`
+//!   line per URL, on stdout, as each one finishes.
+//! - `forcemain`: `lines`, then forcemain's (seed 004) last line,
+//!   `Request Times: N, Total Cost: S seconds`.
+//!
+//! `--json` adds one JSON line at the end in every format. [`Stage::finish`]
+//! checks that the run produced exactly one outcome per URL.
 
 // Each example uses part of this module; what one of them leaves unused is
 // not dead code.
@@ -33,12 +43,13 @@ use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pyfiber::net::{self, Socket};
 use pyfiber::server::{self, ServerConfig, ServerHandle};
+use pyfiber::value::str_repr;
 use pyfiber::{trace, Exception, OsError, PyResult};
 
 /// The flags every fetch example takes (the Python twins take the same).
@@ -64,9 +75,34 @@ pub struct Args {
     /// End with one JSON line: {"stage", "requests", "ok", "errors", "seconds"}.
     #[arg(long)]
     pub json: bool,
+    /// What to print: the original's output (`print(results)`), one line
+    /// per URL, or those lines and forcemain's `Request Times` line.
+    #[arg(long, value_enum, value_name = "FORM", default_value_t = Format::Original)]
+    pub format: Format,
     /// Seconds one request may take before it fails with TimeoutError.
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub timeout: f64,
+}
+
+/// `--format`: which output form a stage prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// What the original prints: `print(results)`, a list repr of
+    /// `(url, title)` tuples (process.py: one tuple per line).
+    Original,
+    /// `result: <url> <title>` / `error: <url> <Name: message>`, one per URL.
+    Lines,
+    /// `lines`, then `Request Times: N, Total Cost: S seconds` (forcemain's
+    /// seed 004).
+    Forcemain,
+}
+
+/// The run's `--format`, set by [`Stage::start`] (and by a process
+/// worker, which prints nothing itself).
+static FORMAT: OnceLock<Format> = OnceLock::new();
+
+fn format() -> Format {
+    *FORMAT.get().unwrap_or(&Format::Original)
 }
 
 /// A parser with only the common flags.
@@ -260,6 +296,7 @@ impl Stage {
         };
 
         trace::set_enabled(args.trace);
+        let _ = FORMAT.set(args.format);
         Stage {
             name,
             args,
@@ -279,8 +316,8 @@ impl Stage {
         self.start.elapsed().as_secs_f64()
     }
 
-    /// Stops the clock and prints the tutorials' last line,
-    /// `Request Times: N, Total Cost: S seconds`, then the `--json` line.
+    /// Stops the clock; with `--format forcemain` prints its last line,
+    /// `Request Times: N, Total Cost: S seconds`; then the `--json` line.
     ///
     /// Exit status: 0 when every URL got a result, 1 when some got an
     /// `error:` line, and also 1 (with a message) if some URL got no outcome
@@ -291,9 +328,11 @@ impl Stage {
         let ok = OK.load(Ordering::SeqCst);
         let errors = ERRORS.load(Ordering::SeqCst);
         let n = self.targets.len();
-        say(format_args!(
-            "Request Times: {n}, Total Cost: {seconds:.6} seconds"
-        ));
+        if self.args.format == Format::Forcemain {
+            say(format_args!(
+                "Request Times: {n}, Total Cost: {seconds:.6} seconds"
+            ));
+        }
         if self.args.json {
             say(format_args!(
                 "{{\"stage\": \"{}\", \"requests\": {n}, \"ok\": {ok}, \"errors\": {errors}, \"seconds\": {seconds:.6}}}",
@@ -350,76 +389,107 @@ fn check_open_files(args: &Args, concurrency: Concurrency) {
     }
 }
 
-/// Prints one outcome and counts it: `result: <url> <title>` or
-/// `error: <url> <Name: message>` (Python's `type(e).__name__: str(e)`).
-pub fn report(url: &str, outcome: PyResult<String>) {
-    report_outcome(url, outcome.map_err(|e| e.line()));
-}
-
-/// An outcome that can cross threads and processes: the title, or the
-/// exception's line (`Name: message`). (An [`Exception`] may hold a Python
-/// object, which stays on its thread, as the runtime is single-threaded.)
-pub type Outcome = Result<String, String>;
-
-/// The [`Outcome`] of a response read to EOF: its title or the error line.
-pub fn outcome_of(response: PyResult<Vec<u8>>) -> Outcome {
-    response
-        .and_then(|raw| title_of(&raw))
-        .map_err(|e| e.line())
-}
-
-/// [`report`] for an [`Outcome`].
-pub fn report_outcome(url: &str, outcome: Outcome) {
-    match outcome {
-        Ok(title) => {
-            OK.fetch_add(1, Ordering::SeqCst);
-            say(format_args!("result: {url} {title}"));
-        }
-        Err(line) => {
-            ERRORS.fetch_add(1, Ordering::SeqCst);
-            say(format_args!("error: {url} {line}"));
-        }
-    }
-}
-
-/// The originals' `results = []`: every URL's outcome, in the order the
-/// fetches finished. [`Results::append`] is `results.append((url, title))`;
-/// [`Results::print`] is `print(results)`.
-pub struct Results {
-    _private: (),
-}
-
-/// The one `results` list of a run (a class attribute, `Spider.results`, in
-/// the stages with a `Spider`).
-pub static RESULTS: Results = Results { _private: () };
-
-impl Results {
-    /// `results.append((url, title))`; an error is an outcome too.
-    pub fn append(&self, url: &str, outcome: Outcome) {
-        report_outcome(url, outcome);
-    }
-
-    /// `print(results)`.
-    pub fn print(&self) {}
-}
+/// One URL's outcome: its title (`None` when the page has no `<title>`),
+/// or the exception's line (`Name: message`). It can cross threads and
+/// processes (an [`Exception`] may hold a Python object, which stays on its
+/// thread, as the runtime is single-threaded).
+pub type Outcome = Result<Option<String>, String>;
 
 /// The originals' `parse(url, response)` without the append: the title of
-/// a whole response, or why it has none.
+/// a whole response. A response that is not valid HTTP, or whose body is
+/// not in its charset, is an error (the originals decode whatever comes
+/// with `errors='ignore'`).
 pub fn parse(response: &[u8]) -> Outcome {
     title_of(response).map_err(|e| e.line())
 }
 
-/// [`report`] for the raw bytes of a response read to EOF.
-pub fn report_response(url: &str, response: PyResult<Vec<u8>>) {
-    report(url, response.and_then(|raw| title_of(&raw)));
+/// Python's `repr((url, title))`; a missing title is `''`, as the
+/// originals' `search.group(1) if search else ''` makes it.
+fn tuple_repr(url: &str, title: &Option<String>) -> String {
+    format!(
+        "({}, {})",
+        str_repr(url),
+        str_repr(title.as_deref().unwrap_or(""))
+    )
+}
+
+/// Counts an outcome; in the `lines` forms prints its line at once.
+/// Returns the title when the outcome is a result kept for `original`.
+fn count(url: &str, outcome: Outcome) -> Option<Option<String>> {
+    let original = format() == Format::Original;
+    match outcome {
+        Ok(title) => {
+            OK.fetch_add(1, Ordering::SeqCst);
+            if original {
+                return Some(title);
+            }
+            let title = title.as_deref().unwrap_or("None");
+            say(format_args!("result: {url} {title}"));
+        }
+        Err(line) => {
+            ERRORS.fetch_add(1, Ordering::SeqCst);
+            if original {
+                // Out of the original's way: its stdout stays what it prints.
+                flush();
+                eprintln!("error: {url} {line}");
+            } else {
+                say(format_args!("error: {url} {line}"));
+            }
+        }
+    }
+    None
+}
+
+/// process.py's `print((url, title))`, each as it completes (the other
+/// formats: its `result:`/`error:` line).
+pub fn print_result(url: &str, outcome: Outcome) {
+    if let Some(title) = count(url, outcome) {
+        say(format_args!("{}", tuple_repr(url, &title)));
+    }
+}
+
+/// The originals' `results = []`: the `(url, title)` of every URL, in the
+/// order the fetches finished. [`Results::append`] is
+/// `results.append((url, title))` (thread.py's, under its `lock`);
+/// [`Results::print`] is `print(results)`.
+pub struct Results {
+    list: Mutex<Vec<(String, Option<String>)>>,
+}
+
+/// The one `results` list of a run (`Spider.results`, a class attribute, in
+/// the stages with a `Spider`).
+pub static RESULTS: Results = Results {
+    list: Mutex::new(Vec::new()),
+};
+
+impl Results {
+    /// `results.append((url, title))`. An error is an outcome too: it is
+    /// counted and printed (on stderr in `original`), never appended.
+    pub fn append(&self, url: &str, outcome: Outcome) {
+        if let Some(title) = count(url, outcome) {
+            let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+            list.push((url.to_string(), title));
+        }
+    }
+
+    /// `print(results)`: the list's Python repr, `[('http://...', 'title'), ...]`
+    /// (nothing in the `lines` formats, which printed each as it came).
+    pub fn print(&self) {
+        if format() != Format::Original {
+            return;
+        }
+        let list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let items: Vec<String> = list.iter().map(|(u, t)| tuple_repr(u, t)).collect();
+        say(format_args!("[{}]", items.join(", ")));
+    }
 }
 
 /// The title of a whole response: parse it, decode the body by its charset,
-/// find `<title>`; `None` (as Python prints it) when the page has none.
-pub fn title_of(raw: &[u8]) -> PyResult<String> {
+/// find `<title>`; `None` when the page has none.
+pub fn title_of(raw: &[u8]) -> PyResult<Option<String>> {
     let response = net::Response::parse(raw)?;
     let html = response.text()?;
-    Ok(net::title(&html).unwrap_or_else(|| "None".to_string()))
+    Ok(net::title(&html))
 }
 
 /// The most bytes one response may have before its fetch gives up with
@@ -505,7 +575,27 @@ pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>>
     Ok(response)
 }
 
-/// `os.cpu_count()`: the pool size of the `process` and `thread` stages.
+/// `os.cpu_count()`: forcemain's pool size (`--workers cpu`).
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--workers N|cpu` of the `process` and `thread` stages: the originals'
+/// `workers = 10`, or forcemain's `cpu_count()`.
+#[derive(Clone, Copy, Debug)]
+pub struct Workers(pub usize);
+
+impl std::str::FromStr for Workers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Workers, String> {
+        if s == "cpu" {
+            return Ok(Workers(cpu_count()));
+        }
+        match s.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(Workers(n)),
+            _ => Err(format!(
+                "expected a number of workers from 1 to 1024, or cpu, got {s:?}"
+            )),
+        }
+    }
 }

@@ -1,16 +1,19 @@
 """common.py: what every Python twin of the ladder shares (twin of examples/common/mod.rs).
 
-Why this exists: the tutorials' files differ in one thing, how they wait for
-the network; the rest (which URLs, the slow server, the `Request Times: N,
-Total Cost: S seconds` line, the flags) is the same in all of them, and lives
-here once. It also holds `EventLoop`, the twin of pyfiber's event_loop module
+Why this exists: the originals' files differ in one thing, how they wait for
+the network; the rest (which URLs, the slow server, `results` and how it is
+printed, the flags) is the same in all of them, and lives here once.
+`--format original` (the default) prints what the originals print,
+`print(results)` (process: one `(url, title)` per line as each completes),
+with errors on stderr; `lines` one `result:`/`error:` line per URL;
+`forcemain` those and `Request Times: N, Total Cost: S seconds`. It also holds `EventLoop`, the twin of pyfiber's event_loop module
 (a selector, `call_later` timers and `run_once`), and the `--trace` helpers,
 which print the same lines as the Rust library, so the two traces can be
 diffed.
 
     stage = common.Stage('generator', common.make_parser(__doc__).parse_args(), common.ALL)
     for target in stage.targets: ... common.report(target.url, title_or_exception)
-    sys.exit(stage.finish())
+    sys.exit(stage.finish())   # print(results), then --json
 """
 
 import argparse
@@ -31,6 +34,8 @@ FD_SLACK = 64
 _trace = False
 _ok = 0
 _errors = 0
+_format = 'original'
+results = []
 
 
 def make_parser(description):
@@ -47,7 +52,24 @@ def make_parser(description):
     parser.add_argument('--json', action='store_true', help='end with one JSON line')
     parser.add_argument('--timeout', type=float, default=10.0, metavar='S',
                         help='seconds one request may take before TimeoutError')
+    parser.add_argument('--format', choices=['original', 'lines', 'forcemain'], default='original',
+                        help="what to print: the original's print(results), one line per URL, "
+                             "or those lines and the Request Times line")
     return parser
+
+
+def workers_arg(value):
+    """--workers N|cpu: the originals' workers = 10, or forcemain's cpu_count()."""
+    if value == 'cpu':
+        return cpu_count()
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1024:
+        raise argparse.ArgumentTypeError(
+            'expected a number of workers from 1 to 1024, or cpu, got {!r}'.format(value))
+    return n
 
 
 def fail(message):
@@ -133,15 +155,20 @@ class Stage:
             self.server = slowserver.start(delay=args.delay)
             self.targets = [Target(self.server.url('/s?wd={}'.format(i))) for i in range(args.urls)]
         _trace = args.trace
+        global _format
+        _format = args.format
         self.start = time.time()
 
     def finish(self):
-        """Prints `Request Times: N, Total Cost: S seconds` (and --json); the exit code."""
+        """print(results) (process printed each already), or the Request Times line; --json; the exit code."""
         global _trace
         seconds = time.time() - self.start
         _trace = False
         n = len(self.targets)
-        print('Request Times: {}, Total Cost: {:.6f} seconds'.format(n, seconds))
+        if _format == 'original' and self.name != 'process':
+            print(results)
+        if _format == 'forcemain':
+            print('Request Times: {}, Total Cost: {:.6f} seconds'.format(n, seconds))
         if self.args.json:
             print('{{"stage": "{}", "requests": {}, "ok": {}, "errors": {}, "seconds": {:.6f}}}'.format(
                 self.name, n, _ok, _errors, seconds))
@@ -175,15 +202,29 @@ def check_open_files(args, concurrency):
                  args.urls, needed, in_flight, server_part, FD_SLACK, soft, hard, hint))
 
 
-def report(url, outcome):
-    """Prints `result: <url> <title>` or `error: <url> <Name: message>`, and counts it."""
+def report(url, outcome, each=False):
+    """results.append((url, title)) and count it; an exception is an outcome too.
+
+    In `original` a result waits for print(results) (or, with `each`, is
+    printed at once as process.py prints it) and an error goes to stderr; in
+    the other formats each is a `result:`/`error:` line at once.
+    """
     global _ok, _errors
     if isinstance(outcome, BaseException):
         _errors += 1
-        print('error: {} {}'.format(url, line(outcome)))
+        if _format == 'original':
+            sys.stdout.flush()
+            print('error: {} {}'.format(url, line(outcome)), file=sys.stderr)
+        else:
+            print('error: {} {}'.format(url, line(outcome)))
     else:
         _ok += 1
-        print('result: {} {}'.format(url, outcome))
+        if _format != 'original':
+            print('result: {} {}'.format(url, outcome))
+        elif each:
+            print((url, outcome or ''))
+        else:
+            results.append((url, outcome or ''))
 
 
 def report_response(url, response):

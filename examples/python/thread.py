@@ -1,7 +1,7 @@
-"""thread.py: the blocking requests, on a pool of cpu_count threads.
+"""thread.py: the blocking requests, on a pool of --workers threads (default 10).
 
-Twin of examples/thread.rs: ThreadPoolExecutor(max_workers=cpu_count()),
-every request submitted, the results collected in submission order.
+Twin of examples/thread.rs: ThreadPoolExecutor(workers), every request
+submitted, each outcome reported as it completes.
 
     python3 examples/python/thread.py --urls 10 --delay 1
 """
@@ -17,18 +17,21 @@ def fetch_title(target, timeout):
 
 
 def main():
-    args = common.make_parser(__doc__.splitlines()[0]).parse_args()
-    max_workers = common.cpu_count()
+    parser = common.make_parser(__doc__.splitlines()[0])
+    parser.add_argument('--workers', type=common.workers_arg, default=10, metavar='N|cpu',
+                        help="pool size (the original's 10), or cpu for cpu_count()")
+    args = parser.parse_args()
+    max_workers = args.workers
     stage = common.Stage('thread', args, max_workers)
     with futures.ThreadPoolExecutor(max_workers=max_workers) as executor:
-        results = [executor.submit(fetch_title, target, args.timeout) for target in stage.targets]
-        # [f.result() for f in results]: in submission order.
-        for target, f in zip(stage.targets, results):
+        submitted = {executor.submit(fetch_title, target, args.timeout): target
+                     for target in stage.targets}
+        for f in futures.as_completed(submitted):
             try:
                 outcome = f.result()
             except (OSError, ValueError) as e:
                 outcome = e
-            common.report(target.url, outcome)
+            common.report(submitted[f].url, outcome)
     return stage.finish()
 
 
