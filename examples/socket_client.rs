@@ -5,9 +5,12 @@
 //! claim that the selector loop holds thousands of clients needs a client
 //! that opens thousands of connections.
 //!
-//! * Interactive: a `> ` prompt; each line typed is sent with its newline,
-//!   the whole echo is read back and printed as Python prints bytes
-//!   (`b'hello\n'`). An empty line or EOF quits. A server that is not there,
+//! * Interactive, as yuchaoshui/notes `Python异步并发/socket_client.py`: a
+//!   `>` prompt (`input('>')`); each line typed is sent without its newline,
+//!   the echo is read back and printed as Python prints bytes (`b'hello'`).
+//!   An empty line or EOF quits. (Additions: `--host`/`--port`, the
+//!   original's `127.0.0.1:8888` by default; the echo is read until all of
+//!   it came back, where the original trusts one `recv(8192)`.) A server that is not there,
 //!   or that goes away, gets one clear line on stderr and exit status 1.
 //! * `--bench CONNECTIONS,MESSAGES`: CONNECTIONS non-blocking connections on
 //!   the crate's selector loop, each sending MESSAGES distinct messages one
@@ -84,7 +87,7 @@ struct Args {
 
 // -------------------------------------------------------------- interactive
 
-/// `input('> ')`: the line without its newline, or `None` at EOF.
+/// `input(prompt)`: the line without its newline, or `None` at EOF.
 fn input(prompt: &str, stdin: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
     print!("{prompt}");
     io::stdout().flush()?;
@@ -131,7 +134,7 @@ fn interactive(host: &str, port: u16) -> ExitCode {
     };
     let mut stdin = io::stdin().lock();
     loop {
-        let line = match input("> ", &mut stdin) {
+        let line = match input(">", &mut stdin) {
             Ok(Some(line)) if !line.is_empty() => line,
             Ok(_) => return ExitCode::SUCCESS,
             Err(e) => {
@@ -139,8 +142,8 @@ fn interactive(host: &str, port: u16) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let mut data = line;
-        data.push(b'\n');
+        // client.send(data.encode()): the line as typed, without its newline.
+        let data = line;
         match round_trip(&sock, &data) {
             Ok(echo) => println!("{}", bytes_repr(&echo)),
             Err(Lost::Closed) => {

@@ -18,7 +18,11 @@
 //!   server's loop; where that one would block, this one does `yield from` a
 //!   future that a selector callback settles (here `co.yield_from_future`).
 //!
-//! Both print the blocking server's lines plus `closing ...`. When `accept()`
+//! Both print yuchaoshui/notes `Python异步并发/socket_server_async.py`'s
+//! lines (`accepted <conn> from <addr>`, `echoing <bytes> to <conn>` with
+//! the connection's repr), and `closing <addr>` where the original prints
+//! the connection (printed as the connection ends, when a reset socket no
+//! longer knows its peer). When `accept()`
 //! fails for lack of file descriptors (`EMFILE`), the server says so, stops
 //! accepting for [`ACCEPT_RETRY_DELAY`] (as asyncio does; the waiting
 //! clients stay in the listen backlog) and goes on serving the connections
@@ -203,7 +207,7 @@ fn on_read(conn: &Rc<Conn>) {
         return close_connection(conn, None);
     }
     if !conn.server.quiet {
-        println!("echoing {} to {}", bytes_repr(&data), conn.addr);
+        println!("echoing {} to {:?}", bytes_repr(&data), conn.sock);
     }
     // Now wait until the echo can be written, and carry the data there.
     let data: Rc<[u8]> = data.into();
@@ -398,7 +402,7 @@ fn handle(co: &Co, conn: Socket, addr: String, server: Rc<Server>) -> PyResult<V
             return Ok(());
         }
         if !server.quiet {
-            println!("echoing {} to {addr}", bytes_repr(&data));
+            println!("echoing {} to {:?}", bytes_repr(&data), conn.sock);
         }
         sock_sendall(co, &conn, &data)?;
     });

@@ -1,5 +1,10 @@
 //! `socket_server_sync`: a blocking echo server that serves one client at a
-//! time (twin of `examples/python/socket_server_sync.py`).
+//! time (twin of `examples/python/socket_server_sync.py`). It prints what
+//! yuchaoshui/notes `Python异步并发/socket_server_sync.py` prints
+//! (`Running on http://localhost:8888/`, `accepted <conn> from <addr>`,
+//! `echoing <bytes> to <conn>`, the connection's repr), plus `closing
+//! <addr>` when a client is done and errors on stderr; it binds 127.0.0.1
+//! and takes `--port`.
 //!
 //! Why this exists: it is the server-side `sync.py`. Every call blocks:
 //! `accept()` waits for a client, `recv()` for its bytes, `sendall()` until
@@ -40,14 +45,14 @@ fn py_addr(addr: SocketAddr) -> String {
 
 /// `serve(conn, addr)`: echo what the client sends until it closes its side.
 /// Returns the error that ended the connection early, if any.
-fn serve(conn: &Socket, addr: &str, quiet: bool) -> PyResult<()> {
+fn serve(conn: &Socket, quiet: bool) -> PyResult<()> {
     loop {
         let data = conn.recv(4096)?;
         if data.is_empty() {
             return Ok(());
         }
         if !quiet {
-            println!("echoing {} to {addr}", bytes_repr(&data));
+            println!("echoing {} to {conn:?}", bytes_repr(&data));
         }
         conn.sendall(&data)?;
     }
@@ -86,7 +91,7 @@ fn main() -> ExitCode {
         if !args.quiet {
             println!("accepted {conn:?} from {addr}");
         }
-        if let Err(e) = serve(&conn, &addr, args.quiet) {
+        if let Err(e) = serve(&conn, args.quiet) {
             eprintln!("error on {addr}: {}", e.line());
         }
         if !args.quiet {

@@ -261,3 +261,76 @@ fn the_other_formats_stay_available() {
     assert!(json[0].starts_with("[("), "{json:?}");
     assert!(json[1].starts_with("{\"stage\": \"sync\""), "{json:?}");
 }
+
+/// Starts an echo server example on a free port; returns it and the port
+/// its `Running on http://localhost:PORT/` line gives.
+fn echo_server(name: &str, extra: &[&str]) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = example(name)
+        .args(["--port", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("echo server");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("Running on http://localhost:")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{name}: first line {first:?}"));
+    (child, port)
+}
+
+fn typed(mut cmd: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn socket_client_prints_what_socket_client_py_prints() {
+    for (server, extra) in [
+        ("socket_server_sync", &[][..]),
+        ("socket_server_async", &["--style", "callbacks"][..]),
+    ] {
+        let (mut child, port) = echo_server(server, extra);
+        let source = std::fs::read_to_string(fixture("yuchaoshui", "socket_client.py")).unwrap();
+        let dir = scratch("orig-client");
+        let file = dir.join("socket_client.py");
+        std::fs::write(&file, source.replace("8888", &port.to_string())).unwrap();
+        let typing = "hello\nwo'rld\ncafé\n\n".as_bytes();
+        let mut python = Command::new("python3");
+        python.arg(&file);
+        let python = typed(python, typing);
+        let mut rust = example("socket_client");
+        rust.args(["--port", &port.to_string()]);
+        let rust = typed(rust, typing);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        check_ok("socket_client.py", &python);
+        check_ok("socket_client", &rust);
+        assert_eq!(
+            text(&rust.stdout),
+            text(&python.stdout),
+            "{server}: byte for byte"
+        );
+        assert_eq!(
+            text(&rust.stdout),
+            ">b'hello'\n>b\"wo'rld\"\n>b'caf\\xc3\\xa9'\n>",
+            "{server}"
+        );
+    }
+}

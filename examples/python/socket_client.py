@@ -67,12 +67,12 @@ def interactive(host, port):
     with sock:
         while True:
             try:
-                line = input('> ')
+                line = input('>')
             except EOFError:
                 break
             if not line:
                 break
-            data = (line + '\n').encode()
+            data = line.encode()
             echo = b''
             try:
                 sock.sendall(data)

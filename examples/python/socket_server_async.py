@@ -133,7 +133,7 @@ def on_read(conn, addr):
         close_connection(conn, addr)
         return
     if not quiet:
-        print('echoing', repr(data), 'to', addr)
+        print('echoing', repr(data), 'to', conn)
     selector.modify(conn, EVENT_WRITE, functools.partial(on_write, conn, addr, data))
 
 
@@ -293,7 +293,7 @@ def handle(sock, addr):
             if not data:
                 break
             if not quiet:
-                print('echoing', repr(data), 'to', addr)
+                print('echoing', repr(data), 'to', sock)
             yield from sock_sendall(conn, data)
     except OSError as e:
         log_error(addr, e)

@@ -36,7 +36,7 @@ def serve(conn, addr, quiet):
             if not data:
                 break
             if not quiet:
-                print('echoing', repr(data), 'to', addr)
+                print('echoing', repr(data), 'to', conn)
             conn.sendall(data)
     except OSError as e:
         print(f'error on {addr}: {type(e).__name__}: {e}', file=sys.stderr)
