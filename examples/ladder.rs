@@ -16,6 +16,21 @@
 //! cargo run --release --example ladder -- --urls 20 --delay 0.5 --python
 //! ```
 //!
+//! `--originals DIR` also runs a learner's own checkout of the originals
+//! (yuchaoshui/notes `Python异步并发/`, or denglj/aiotutorial `part_1/`),
+//! unmodified, against the same server: each becomes a row under the stage
+//! it is the original of, with its seconds, its ok count and whether its
+//! output is the Rust stage's (see `examples/originals/mod.rs`).
+//!
+//! ```text
+//! git clone https://github.com/yuchaoshui/notes
+//! cargo run --release --example ladder -- --originals 'notes/Python异步并发'
+//! ```
+//!
+//! `process` and `thread` run with `--workers` workers (default 10, the
+//! originals'; `--workers cpu` for `cpu_count()`); the table says so under
+//! it.
+//!
 //! `cargo run --example ladder` builds only this example, so the ladder
 //! first builds the stage examples itself (`cargo build --example sync ...`
 //! with the same profile) and then runs them from the directory it runs
@@ -29,6 +44,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use pyfiber::net;
 use pyfiber::server::{self, ServerConfig};
+
+#[path = "originals/mod.rs"]
+mod originals;
 
 /// The stages, in the tutorials' order: the example's name, which is also
 /// the Python file's stem.
@@ -76,6 +94,15 @@ struct Cli {
     /// Do not build the stage examples first; run what is already built.
     #[arg(long)]
     no_build: bool,
+    /// Pool size of `process` and `thread`: a number (the originals' 10) or
+    /// `cpu` (forcemain's `cpu_count()`).
+    #[arg(long, value_name = "N|cpu", default_value = "10")]
+    workers: String,
+    /// Also run the originals in DIR (a checkout of yuchaoshui/notes
+    /// `Python异步并发/` or denglj/aiotutorial `part_1/`), unmodified, with
+    /// python3, their hosts redirected to this server: one row each.
+    #[arg(long, value_name = "DIR")]
+    originals: Option<PathBuf>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ! {
@@ -94,7 +121,12 @@ struct Run {
 
 /// One stage's line of the table: its name, the Rust run, the Python run
 /// (with `--python`). `Err` says why a run has no figures.
-type Row<'a> = (&'a str, Result<Run, String>, Option<Result<Run, String>>);
+type Row<'a> = (
+    &'a str,
+    Result<Run, String>,
+    Option<Result<Run, String>>,
+    Vec<originals::Row>,
+);
 
 /// A value from a flat JSON object line as the stages print it
 /// (`{"stage": "sync", "requests": 10, ...}`).
@@ -121,8 +153,8 @@ fn parse_run(stdout: &str) -> Option<Run> {
 }
 
 /// Runs one stage (a built example, or `python3 <file>`) and reads its
-/// result; `Err` says what went wrong.
-fn run_stage(mut command: Command, label: &str) -> Result<Run, String> {
+/// result, and returns what it printed; `Err` says what went wrong.
+fn run_stage(mut command: Command, label: &str) -> Result<(Run, String), String> {
     let output = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -131,7 +163,7 @@ fn run_stage(mut command: Command, label: &str) -> Result<Run, String> {
         .map_err(|e| format!("{label}: cannot start: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     match parse_run(&stdout) {
-        Some(run) => Ok(run),
+        Some(run) => Ok((run, stdout.into_owned())),
         None => {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let last = stderr.lines().last().unwrap_or("");
@@ -203,6 +235,27 @@ fn main() -> ExitCode {
             cli.timeout
         ));
     }
+    let workers = match cli.workers.as_str() {
+        "cpu" => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => match n.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => n,
+            _ => fail(format!(
+                "--workers: expected a number of workers from 1 to 1024, or cpu, got {n:?}"
+            )),
+        },
+    };
+    let originals = match &cli.originals {
+        Some(dir) => {
+            if cli.urls != 10 {
+                fail("--originals: the originals fetch 10 URLs each; leave --urls at 10");
+            }
+            if cli.url.is_some() {
+                fail("--originals: the originals' hosts are redirected to the ladder's own server; leave out --url");
+            }
+            originals::find(dir).unwrap_or_else(|e| fail(e))
+        }
+        None => Vec::new(),
+    };
     let stages: Vec<&str> = if cli.stages.is_empty() {
         STAGES.to_vec()
     } else {
@@ -224,14 +277,14 @@ fn main() -> ExitCode {
         build_stages(&stages, &dir);
     }
     let python_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python");
-    if cli.python
+    if (cli.python || !originals.is_empty())
         && Command::new("python3")
             .arg("--version")
             .stdout(Stdio::null())
             .status()
             .is_err()
     {
-        fail("--python needs python3 on PATH");
+        fail("--python and --originals need python3 on PATH");
     }
 
     // This process hosts the server (unless --url): one socket per
@@ -269,7 +322,7 @@ fn main() -> ExitCode {
         (None, Some(template)) => template.clone(),
         (None, None) => unreachable!("a server or a --url"),
     };
-    let stage_args = |cmd: &mut Command| {
+    let stage_args = |cmd: &mut Command, stage: &str| {
         cmd.arg("--urls")
             .arg(cli.urls.to_string())
             .arg("--url")
@@ -277,7 +330,16 @@ fn main() -> ExitCode {
             .arg("--timeout")
             .arg(cli.timeout.to_string())
             .arg("--json");
+        if matches!(stage, "process" | "thread") {
+            cmd.arg("--workers").arg(workers.to_string());
+        }
     };
+    let hook =
+        (!originals.is_empty()).then(|| originals::Hook::install().unwrap_or_else(|e| fail(e)));
+    let by_stage = originals::by_stage(&originals);
+    // An original must not hang the ladder: ten fetches one after another,
+    // with room to spare.
+    let original_limit = Duration::from_secs_f64(30.0 + 20.0 * cli.delay);
     if !cli.json {
         match &server {
             Some(server) => eprintln!(
@@ -296,7 +358,7 @@ fn main() -> ExitCode {
         let exe = dir.join(stage);
         let rust = if exe.exists() {
             let mut cmd = Command::new(&exe);
-            stage_args(&mut cmd);
+            stage_args(&mut cmd, stage);
             run_stage(cmd, stage)
         } else {
             Err(format!(
@@ -311,19 +373,41 @@ fn main() -> ExitCode {
             }
             let mut cmd = Command::new("python3");
             cmd.arg(&file);
-            stage_args(&mut cmd);
-            run_stage(cmd, &format!("{stage}.py"))
+            stage_args(&mut cmd, stage);
+            run_stage(cmd, &format!("{stage}.py")).map(|(run, _)| run)
         });
+        let mut original_rows = Vec::new();
+        if let (Some(hook), Some(server)) = (&hook, &server) {
+            let address = server.addr().to_string();
+            let served = || Some(server.stats().requests);
+            let rust_out = rust
+                .as_ref()
+                .ok()
+                .map(|(run, out)| (out.as_str(), run.ok as u64));
+            for original in by_stage.get(stage).into_iter().flatten() {
+                if !cli.json {
+                    eprintln!("ladder: running {}", original.file.display());
+                }
+                original_rows.push(originals::run(
+                    hook,
+                    original,
+                    &address,
+                    original_limit,
+                    &served,
+                    rust_out,
+                ));
+            }
+        }
         if !cli.json {
             eprintln!("ladder: {stage} done");
         }
-        rows.push((stage, rust, python));
+        rows.push((stage, rust.map(|(run, _)| run), python, original_rows));
     }
 
     let sync_seconds = rows
         .iter()
-        .find(|(s, _, _)| *s == "sync")
-        .and_then(|(_, r, _)| r.as_ref().ok())
+        .find(|(s, _, _, _)| *s == "sync")
+        .and_then(|(_, r, _, _)| r.as_ref().ok())
         .map(|r| r.seconds);
     let mut all_ok = true;
     let mut problems = Vec::new();
@@ -339,7 +423,7 @@ fn main() -> ExitCode {
         }
         let _ = writeln!(out);
     }
-    for (stage, rust, python) in &rows {
+    for (stage, rust, python, original_rows) in &rows {
         let mirrors = format!("{stage}.py");
         let speedup = match (&rust, sync_seconds) {
             (Ok(r), Some(s)) if r.seconds > 0.0 => Some(s / r.seconds),
@@ -350,6 +434,11 @@ fn main() -> ExitCode {
         }
         if let Some(Err(e)) = python {
             problems.push(e.clone());
+        }
+        for row in original_rows {
+            if let Some(e) = &row.error {
+                problems.push(format!("{}.py: {e}", row.stem));
+            }
         }
         let python_seconds = python
             .as_ref()
@@ -379,6 +468,9 @@ fn main() -> ExitCode {
             if let Some(s) = speedup {
                 line.push_str(&format!(", \"speedup\": {s:.3}"));
             }
+            if matches!(*stage, "process" | "thread") {
+                line.push_str(&format!(", \"workers\": {workers}"));
+            }
             if cli.python {
                 match python_seconds {
                     Some(p) => line.push_str(&format!(", \"python_seconds\": {p:.6}")),
@@ -390,6 +482,9 @@ fn main() -> ExitCode {
             }
             line.push('}');
             let _ = writeln!(out, "{line}");
+            for row in original_rows {
+                let _ = writeln!(out, "{}", originals::json(row));
+            }
         } else {
             let (requests, ok, seconds) = match rust {
                 Ok(r) => (
@@ -410,7 +505,36 @@ fn main() -> ExitCode {
                 let _ = write!(out, " {p:>11} {r:>12}");
             }
             let _ = writeln!(out);
+            for row in original_rows {
+                let name = format!("{}.py", row.stem);
+                let num = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                let seconds = row.seconds.map_or("-".to_string(), |s| format!("{s:.6}"));
+                let same = match (row.same_output, &row.error) {
+                    (_, Some(e)) => e.clone(),
+                    (Some(true), None) => "same output".to_string(),
+                    (Some(false), None) => "DIFFERENT output".to_string(),
+                    (None, None) => "(prints no count to compare)".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<12} {name:<15} {:>8} {:>6} {seconds:>11}  {same}",
+                    "  original",
+                    num(row.requests),
+                    num(row.ok)
+                );
+            }
         }
+    }
+    if !cli.json && stages.iter().any(|s| matches!(*s, "process" | "thread")) {
+        let _ = writeln!(
+            out,
+            "(process and thread: {workers} workers{}; --workers N or --workers cpu to change)",
+            if cli.workers == "10" {
+                ", as in the originals"
+            } else {
+                ""
+            }
+        );
     }
     drop(out);
     for p in &problems {

@@ -334,3 +334,172 @@ fn socket_client_prints_what_socket_client_py_prints() {
         );
     }
 }
+
+// ------------------------------------------------ ladder --originals DIR
+
+/// The `--json` lines of a ladder run, as key → raw value.
+fn json_rows(stdout: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|line| {
+            let body = &line[1..line.len() - 1];
+            let field = regex::Regex::new(r#""([a-z_]+)": ("(?:[^"\\]|\\.)*"|[^,]+)"#).unwrap();
+            field
+                .captures_iter(body)
+                .map(|c| (c[1].to_string(), c[2].trim_matches('"').to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn ladder_with_originals(dir: &std::path::Path, delay: f64) -> Output {
+    let out = example("ladder")
+        .args(["--no-build", "--json", "--delay", &delay.to_string()])
+        .arg("--originals")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ladder runs");
+    check_ok("ladder --originals", &out);
+    out
+}
+
+fn has_aiohttp() -> bool {
+    Command::new("python3")
+        .args(["-c", "import aiohttp"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn ladder_runs_yuchaoshuis_files_unmodified_beside_the_stages() {
+    let delay = 0.2;
+    let out = ladder_with_originals(&root().join("tests/originals/yuchaoshui"), delay);
+    let rows = json_rows(&text(&out.stdout));
+    let stages = [
+        "sync",
+        "process",
+        "thread",
+        "no_blocking",
+        "callback",
+        "generator",
+        "yield_from",
+        "async_await",
+    ];
+    // Each stage's row, then its original's, in the ladder's order.
+    let order: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| (r["stage"].clone(), r.contains_key("original")))
+        .collect();
+    let want: Vec<(String, bool)> = stages
+        .iter()
+        .flat_map(|s| [(s.to_string(), false), (s.to_string(), true)])
+        .collect();
+    assert_eq!(order, want, "{}", text(&out.stdout));
+    for row in rows.iter().filter(|r| r.contains_key("original")) {
+        let stage = row["stage"].as_str();
+        assert_eq!(row["original"], "true", "{row:?}");
+        if stage == "async_await" && !has_aiohttp() {
+            // A missing package is a row saying so, not a crash.
+            assert!(row["error"].contains("aiohttp"), "{row:?}");
+            assert_eq!(row["same_output"], "null", "{row:?}");
+            continue;
+        }
+        // The server answered all ten: the redirect of www.baidu.com:80 works.
+        assert_eq!(row["requests"], "10", "{row:?}");
+        assert_eq!(row["ok"], "10", "{row:?}");
+        assert_eq!(row["same_output"], "true", "{row:?}");
+        let seconds: f64 = row["seconds"].parse().unwrap();
+        // One URL after another cannot beat ten delays; the rest wait once.
+        let floor = if matches!(stage, "sync" | "no_blocking") {
+            10.0 * delay
+        } else {
+            delay
+        };
+        assert!(seconds >= floor, "{stage}.py: {seconds} s < {floor} s");
+    }
+}
+
+#[test]
+fn ladder_runs_dengljs_files_and_compares_their_count() {
+    let out = ladder_with_originals(&root().join("tests/originals/denglj"), 0.1);
+    let rows = json_rows(&text(&out.stdout));
+    let originals: Vec<_> = rows.iter().filter(|r| r.contains_key("original")).collect();
+    let names: Vec<&str> = originals.iter().map(|r| r["stage"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["blocking", "generator", "aio"],
+        "{}",
+        text(&out.stdout)
+    );
+    // blocking.py prints 10, the thread stage's ok count.
+    assert_eq!(originals[0]["requests"], "10");
+    assert_eq!(originals[0]["same_output"], "true");
+    // generator.py prints only its time: nothing to compare, but its ten
+    // fetches of example.com reached the server.
+    assert_eq!(originals[1]["requests"], "10");
+    assert_eq!(originals[1]["same_output"], "null");
+    if !has_aiohttp() {
+        assert!(
+            originals[2]["error"].contains("aiohttp"),
+            "{:?}",
+            originals[2]
+        );
+    }
+}
+
+#[test]
+fn a_different_output_is_reported_as_different() {
+    // A sync.py whose parse keeps the wrong part of the page.
+    let dir = scratch("orig-different");
+    let source = std::fs::read_to_string(fixture("yuchaoshui", "sync.py")).unwrap();
+    let changed = source.replace("r'<title>(.*)</title>'", "r'<p>(.*)</p>'");
+    assert_ne!(changed, source);
+    std::fs::write(dir.join("sync.py"), changed).unwrap();
+    let out = example("ladder")
+        .args([
+            "--no-build",
+            "--json",
+            "--delay",
+            "0.01",
+            "--stages",
+            "sync",
+        ])
+        .arg("--originals")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    check_ok("ladder", &out);
+    let rows = json_rows(&text(&out.stdout));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["stage"], "sync");
+    assert_eq!(rows[1]["ok"], "10");
+    assert_eq!(rows[1]["same_output"], "false", "{rows:?}");
+}
+
+#[test]
+fn ladder_refuses_what_it_cannot_compare() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--originals", "/nonexistent-dir"], "not a directory"),
+        (&["--originals", "/", "--urls", "5"], "leave --urls at 10"),
+        (&["--originals", "/tmp"], "none of the originals is there"),
+    ];
+    for (args, message) in cases {
+        let out = example("ladder")
+            .arg("--no-build")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
