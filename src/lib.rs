@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod aio;
+pub mod chain;
 pub mod crawler;
 pub mod debug;
 pub mod event_loop;
@@ -46,6 +47,7 @@ pub mod selector;
 pub mod server;
 pub mod stack_pool;
 pub mod task;
+pub mod timeline;
 pub mod trace;
 pub mod value;
 

@@ -9,12 +9,47 @@
 //!
 //! Tracing is per thread: the embedded server runs on its own thread and
 //! stays quiet while the client thread traces.
+//!
+//! The lines can also be kept ([`record`], [`take_recorded`]), for
+//! [`crate::chain`] to draw the run as a sequence diagram.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::time::Instant;
+
+/// What [`record`] keeps: when recording started, and each line with its
+/// seconds since then.
+type Record = (Instant, Vec<(f64, String)>);
 
 thread_local! {
     static ENABLED: Cell<bool> = const { Cell::new(false) };
+    static RECORDED: RefCell<Option<Record>> = const { RefCell::new(None) };
+}
+
+/// Starts (or stops) keeping, on the current thread, every line traced
+/// from now on, besides printing it, with the seconds since recording
+/// started.
+pub fn record(on: bool) {
+    RECORDED.with(|r| {
+        let mut r = r.borrow_mut();
+        match (on, r.is_some()) {
+            (true, false) => *r = Some((Instant::now(), Vec::new())),
+            (false, _) => *r = None,
+            (true, true) => {}
+        }
+    });
+}
+
+/// The lines kept since [`record`] was turned on (without the `trace: `
+/// prefix), each with its seconds since then, emptying the record;
+/// recording goes on.
+pub fn take_recorded() -> Vec<(f64, String)> {
+    RECORDED.with(|r| {
+        r.borrow_mut()
+            .as_mut()
+            .map(|(_, lines)| std::mem::take(lines))
+            .unwrap_or_default()
+    })
 }
 
 /// Turns tracing on or off for the current thread.
@@ -30,6 +65,12 @@ pub fn enabled() -> bool {
 /// Prints `trace: <line>` to stdout when tracing is on.
 pub fn emit(line: fmt::Arguments<'_>) {
     if enabled() {
+        let line = line.to_string();
         println!("trace: {line}");
+        RECORDED.with(|r| {
+            if let Some((since, lines)) = r.borrow_mut().as_mut() {
+                lines.push((since.elapsed().as_secs_f64(), line));
+            }
+        });
     }
 }

@@ -82,6 +82,11 @@ pub struct Args {
     /// Seconds one request may take before it fails with TimeoutError.
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub timeout: f64,
+    /// With --trace: also draw the traced run as a sequence diagram (lanes
+    /// for the loop/selector, the selector callback, the Future, Task.step
+    /// and the generator) into FILE, an SVG. Best with 2 or 3 URLs.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 /// `--format`: which output form a stage prints.
@@ -104,6 +109,10 @@ static FORMAT: OnceLock<Format> = OnceLock::new();
 fn format() -> Format {
     *FORMAT.get().unwrap_or(&Format::Original)
 }
+
+/// The most URLs `--trace --svg` draws: one row per traced step, about
+/// twenty steps per URL.
+pub const MAX_CHAIN_URLS: usize = 10;
 
 /// A parser with only the common flags.
 #[derive(Parser, Debug)]
@@ -248,6 +257,15 @@ impl Stage {
                 args.timeout
             ));
         }
+        if args.svg.is_some() && !args.trace {
+            fail("--svg draws the traced run: add --trace");
+        }
+        if args.svg.is_some() && args.urls > MAX_CHAIN_URLS {
+            fail(format!(
+                "--trace --svg draws one row per step of every URL: use --urls {MAX_CHAIN_URLS} or fewer (2 or 3 read best), got {}",
+                args.urls
+            ));
+        }
         let urls: Vec<String> = match &args.url {
             Some(template) => {
                 if !template.contains("{}") {
@@ -297,6 +315,7 @@ impl Stage {
 
         trace::set_enabled(args.trace);
         let _ = FORMAT.set(args.format);
+        trace::record(args.svg.is_some());
         Stage {
             name,
             args,
@@ -324,7 +343,9 @@ impl Stage {
     /// at all, which would be a bug in the stage.
     pub fn finish(self) -> ExitCode {
         let seconds = self.elapsed();
+        let traced = trace::take_recorded();
         trace::set_enabled(false);
+        trace::record(false);
         let ok = OK.load(Ordering::SeqCst);
         let errors = ERRORS.load(Ordering::SeqCst);
         let n = self.targets.len();
@@ -340,6 +361,12 @@ impl Stage {
             ));
         }
         flush();
+        if let Some(path) = &self.args.svg {
+            if let Err(e) = draw_chain(self.name, n, &traced, path) {
+                eprintln!("error: --svg {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
         if ok + errors != n {
             eprintln!(
                 "error: {n} URLs but {} outcomes ({ok} results, {errors} errors)",
@@ -353,6 +380,25 @@ impl Stage {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `--trace --svg FILE`: the traced lines of the run, drawn as the chain
+/// (`pyfiber::chain`), written to `path`.
+fn draw_chain(
+    stage: &str,
+    urls: usize,
+    traced: &[(f64, String)],
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    let steps = pyfiber::chain::steps(traced, stage);
+    let title = format!(
+        "{stage}.py, {urls} URL{}: {} steps of the chain, top to bottom",
+        if urls == 1 { "" } else { "s" },
+        steps.len()
+    );
+    std::fs::write(path, pyfiber::chain::svg(&title, &steps)?)?;
+    eprintln!("wrote {}: {} steps", path.display(), steps.len());
+    Ok(())
 }
 
 /// Raises the soft open-file limit to the hard one (`resource.setrlimit`),
