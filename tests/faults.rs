@@ -620,19 +620,14 @@ fn crawl_survives_every_fault() {
             is(format!("302 redirect {base}/redirect-loop/{to}")),
         );
     }
-    // The chain: 12 → 11 → 10 → 9 uses the three redirects; 9's is one too many.
-    for n in [12, 11, 10] {
+    // The chain: 12 → 11 → 10 → 9 uses the three redirects; 9's is one too
+    // many: as in the chapter, a plain redirect line (the limit is logged).
+    for n in [12, 11, 10, 9] {
         want.insert(
             format!("{base}/redirect/{n}"),
             is(format!("302 redirect {base}/redirect/{}", n - 1)),
         );
     }
-    want.insert(
-        format!("{base}/redirect/9"),
-        err(&format!(
-            "TooManyRedirects: redirect limit reached (next: {base}/redirect/8)"
-        )),
-    );
 
     assert_eq!(
         got.keys().collect::<Vec<_>>(),

@@ -63,10 +63,6 @@ class ResponseTooLarge(Exception):
     pass
 
 
-class TooManyRedirects(Exception):
-    pass
-
-
 class InvalidRedirect(Exception):
     pass
 
@@ -313,8 +309,7 @@ class Crawler:
             self.add_url(next_url, max_redirect - 1)
         else:
             self.log(0, 'redirect limit reached for %r from %r', next_url, url)
-            self.record_statistic(stat_for(url, exception=TooManyRedirects(
-                'redirect limit reached (next: {})'.format(next_url)), **fields))
+            self.record_statistic(stat_for(url, **fields))
 
     def parse_links(self, url, response):
         links = []
@@ -339,7 +334,7 @@ class Crawler:
                     if defragmented not in found:
                         found.append(defragmented)
                 if found:
-                    self.log(2, 'got %r distinct urls from %r (%s)', len(found), url, content_type)
+                    self.log(2, 'got %r distinct urls from %r', len(found), url)
                 links = [link for link in found if self.url_allowed(link)]
         fields['num_urls'] = len(links)
         fields['num_new_urls'] = len([link for link in links if link not in self.seen_urls])
@@ -400,19 +395,20 @@ def url_report(stat, stats, file=None):
     elif kind == 'redirect':
         stats.add('redirect')
         print(stat.url, stat.status, 'redirect', stat.next_url, file=file)
+    elif kind == 'html':
+        stats.add('html')
+        stats.add('html_bytes', stat.size)
+        print(stat.url, stat.status, stat.content_type, stat.encoding, stat.size,
+              '%d/%d' % (stat.num_new_urls, stat.num_urls), file=file)
     else:
-        if kind == 'html':
-            stats.add('html')
-            stats.add('html_bytes', stat.size)
-        elif stat.status == 200:
+        if stat.status == 200:
             stats.add('other')
             stats.add('other_bytes', stat.size)
         else:
             stats.add('error')
             stats.add('error_bytes', stat.size)
             stats.add('status_%s' % stat.status)
-        print(stat.url, stat.status, stat.content_type, stat.encoding, stat.size,
-              '%d/%d' % (stat.num_new_urls, stat.num_urls), file=file)
+        print(stat.url, stat.status, stat.content_type, stat.encoding, stat.size, file=file)
 
 
 def elapsed(crawler):

@@ -46,8 +46,9 @@ fn or_none<T: ToString>(v: &Option<T>) -> String {
 /// - error: `url error ExceptionName: message`
 /// - redirect: `url status redirect next_url`
 /// - html: `url status text/html encoding size new/total`
-/// - other: `url status content_type encoding size new/total` (a status
-///   other than 200 counts as `error` + `status_N`, as in the chapter)
+/// - other: `url status content_type encoding size` (no `new/total`: the
+///   chapter prints it for html only; a status other than 200 counts as
+///   `error` + `status_N`)
 pub fn url_report(stat: &FetchStatistic, stats: &mut Stats, out: &mut dyn Write) -> io::Result<()> {
     match stat.outcome() {
         Outcome::Error => {
@@ -66,18 +67,9 @@ pub fn url_report(stat: &FetchStatistic, stats: &mut Stats, out: &mut dyn Write)
                 or_none(&stat.next_url)
             )
         }
-        outcome => {
-            if outcome == Outcome::Html {
-                stats.add("html", 1);
-                stats.add("html_bytes", stat.size as u64);
-            } else if stat.status == Some(200) {
-                stats.add("other", 1);
-                stats.add("other_bytes", stat.size as u64);
-            } else {
-                stats.add("error", 1);
-                stats.add("error_bytes", stat.size as u64);
-                stats.add(&format!("status_{}", or_none(&stat.status)), 1);
-            }
+        Outcome::Html => {
+            stats.add("html", 1);
+            stats.add("html_bytes", stat.size as u64);
             writeln!(
                 out,
                 "{} {} {} {} {} {}/{}",
@@ -88,6 +80,25 @@ pub fn url_report(stat: &FetchStatistic, stats: &mut Stats, out: &mut dyn Write)
                 stat.size,
                 stat.num_new_urls,
                 stat.num_urls
+            )
+        }
+        Outcome::Other => {
+            if stat.status == Some(200) {
+                stats.add("other", 1);
+                stats.add("other_bytes", stat.size as u64);
+            } else {
+                stats.add("error", 1);
+                stats.add("error_bytes", stat.size as u64);
+                stats.add(&format!("status_{}", or_none(&stat.status)), 1);
+            }
+            writeln!(
+                out,
+                "{} {} {} {} {}",
+                stat.url,
+                or_none(&stat.status),
+                or_none(&stat.content_type),
+                or_none(&stat.encoding),
+                stat.size
             )
         }
     }
