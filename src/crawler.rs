@@ -470,6 +470,65 @@ impl Connection {
     }
 }
 
+/// Whether a failed try is worth another: errors of the connection (reset,
+/// refused, timeout, a close before the answer) may pass; a response too
+/// large for `max_body` or with a line past 64 KiB will be the same next
+/// time (http.client raises `LineTooLong` once; trying a 16 MiB header four
+/// times cost four times the reading).
+fn worth_retrying(e: &Exception) -> bool {
+    !matches!(e.name(), "ResponseTooLarge" | "LineTooLong")
+}
+
+/// The body with its `Content-Encoding` undone, as aiohttp (the 500 Lines
+/// crawler's client) undoes it: `gzip` (`x-gzip`) and `deflate` (zlib, or a
+/// raw deflate stream, which some servers send), each through `flate2`; no
+/// encoding or `identity` as is. The decoded body may not pass `max_body`
+/// (a small gzip can expand a thousandfold). Other encodings (`br`,
+/// `zstd`) are left as they are, and their bytes will fail to decode as
+/// text; a corrupt stream is aiohttp's `ClientPayloadError`.
+fn content_decoded(response: &Response, max_body: usize) -> PyResult<std::borrow::Cow<'_, [u8]>> {
+    use std::io::Read;
+    let coding = response
+        .header("content-encoding")
+        .map(|c| c.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let body = response.body.as_slice();
+    let mut out = Vec::new();
+    let limit = max_body as u64 + 1;
+    let read = match coding.as_str() {
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out),
+        "deflate" => {
+            let zlib = flate2::read::ZlibDecoder::new(body)
+                .take(limit)
+                .read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(body)
+                    .take(limit)
+                    .read_to_end(&mut out)
+            } else {
+                zlib
+            }
+        }
+        _ => return Ok(std::borrow::Cow::Borrowed(body)),
+    };
+    if read.is_err() {
+        return Err(Exception::user(
+            "ClientPayloadError",
+            format!("Can not decode content-encoding: {coding}"),
+        ));
+    }
+    if out.len() > max_body {
+        return Err(Exception::user(
+            "ResponseTooLarge",
+            format!("response exceeds the limit of {max_body} bytes once decoded ({coding})"),
+        ));
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 impl Drop for Connection {
     /// `selector.unregister(fd)` then `sock.close()`: the order Python's
     /// docs ask for.
@@ -758,6 +817,17 @@ impl Crawler {
                     break;
                 }
                 Err(e) if !e.is_exception() => return Err(e),
+                Err(e) if !worth_retrying(&e) => {
+                    log!(
+                        self,
+                        2,
+                        "try {tries} for {} raised {}; not retried",
+                        str_repr(url),
+                        e.line()
+                    );
+                    exception = Some(e);
+                    break;
+                }
                 Err(e) => {
                     log!(
                         self,
@@ -875,6 +945,15 @@ impl Crawler {
         stat.status = Some(response.status);
         stat.size = response.body.len();
         let mut links = Vec::new();
+        let body = match content_decoded(response, self.max_body) {
+            Ok(body) => body,
+            Err(e) => {
+                log!(self, 0, "{}: {}", str_repr(url), e.line());
+                stat.exception = Some(e);
+                return (stat, links);
+            }
+        };
+        stat.size = body.len();
         if response.status == 200 {
             let (content_type, encoding) = response.content_type();
             let content_type = (!content_type.is_empty()).then_some(content_type);
@@ -882,7 +961,7 @@ impl Crawler {
                 .as_deref()
                 .is_some_and(|ct| LINK_CONTENT_TYPES.contains(&ct))
             {
-                let found = net::decode_body(&response.body, &encoding)
+                let found = net::decode_body(&body, &encoding)
                     .and_then(|text| net::parse_links(url, &text));
                 match found {
                     Ok(found) => {

@@ -16,12 +16,13 @@
 //! | [`Socket`] | `socket.socket` (AF_INET, SOCK_STREAM) |
 //! | [`raise_nofile_limit`] | `resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))` |
 //! | [`http_get_request`] | `'GET {} HTTP/1.0\r\nHost: {}\r\n\r\n'.format(url, host)` |
-//! | [`Response`], [`ResponseReader`], [`is_complete`] | `http.client.HTTPResponse` (status, reason, headers, body; chunked decoding) |
+//! | [`Response`], [`ResponseReader`], [`is_complete`] | `http.client.HTTPResponse` (status, reason, headers, body; chunked decoding; `100 Continue` skipped; obs-fold; parsed in one pass as it arrives) |
+//! | [`MAX_LINE`] | `http.client._MAXLINE` (65,536; past it, `LineTooLong`) |
 //! | [`fetch_blocking`] | `sync.py`'s `blocking_request()` |
 //! | [`title`] | `re.search(r'<title>(.*?)</title>', html, re.I \| re.S)` |
 //! | [`parse_links`] | the crawler's `re.findall(href) + urljoin + urldefrag` |
 //! | [`urljoin`], [`urldefrag`], [`split_http_url`] | `urllib.parse.urljoin`, `urldefrag`, `urlparse` |
-//! | [`decode_body`] | `body.decode(charset)` |
+//! | [`decode_body`] | `body.decode(charset)` (Python's utf-8/ascii/latin-1, then WHATWG labels via encoding_rs: gbk, windows-1252, utf-16, ...) |
 
 mod charset;
 mod html;
@@ -34,6 +35,6 @@ pub use html::{
     HrefQuotes, HREF_PATTERN, HREF_PATTERN_QUOTE_OPTIONAL,
 };
 pub use http::{
-    fetch_blocking, http_get_request, is_complete, HttpVersion, Response, ResponseReader,
+    fetch_blocking, http_get_request, is_complete, HttpVersion, Response, ResponseReader, MAX_LINE,
 };
 pub use socket::{nofile_limit, raise_nofile_limit, Socket, RLIM_INFINITY};

@@ -58,6 +58,9 @@ pub use site::OFFHOST_LINKS;
 /// Size of `/fault/huge`'s body: 100 MiB, generated as the socket drains.
 pub const HUGE_BODY_LEN: u64 = 100 * 1024 * 1024;
 
+/// How long `/fault/long-header`'s unending header line is: 1 MiB.
+pub const LONG_HEADER_LEN: u64 = 1024 * 1024;
+
 /// `/fault/trickle` writes one byte of its response per this interval.
 pub const TRICKLE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -109,11 +112,28 @@ pub enum Fault {
     Trickle,
     /// `close`: closed right after the request is read, no byte sent.
     Close,
+    /// `continue`: an interim `100 Continue` head, then the real answer, a
+    /// page titled `continue` linking to `/1` (http.client and curl skip
+    /// the interim).
+    Continue,
+    /// `fold`: a header continued on the next line (obsolete line folding,
+    /// which http.client accepts), then a page titled `fold`.
+    Fold,
+    /// `long-header`: a head whose one header line runs for
+    /// [`LONG_HEADER_LEN`] (1 MiB) bytes and never ends (http.client:
+    /// `LineTooLong` at 64 KiB).
+    LongHeader,
+    /// `gzip`: a page titled `gzip` linking to `/1`, sent with
+    /// `Content-Encoding: gzip`.
+    Gzip,
+    /// `gbk`: a page titled `中文 gbk` linking to `/1`, encoded in GBK and
+    /// declared `charset=gbk`.
+    Gbk,
 }
 
 impl Fault {
     /// Every fault, in the order NOTES.md lists them.
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 13] = [
         Fault::ResetHeaders,
         Fault::ResetBody,
         Fault::Stall,
@@ -122,6 +142,11 @@ impl Fault {
         Fault::NotUtf8,
         Fault::Trickle,
         Fault::Close,
+        Fault::Continue,
+        Fault::Fold,
+        Fault::LongHeader,
+        Fault::Gzip,
+        Fault::Gbk,
     ];
 
     /// The fault's name, as in its path `/fault/NAME` and `--fault NAME`.
@@ -135,6 +160,11 @@ impl Fault {
             Fault::NotUtf8 => "not-utf8",
             Fault::Trickle => "trickle",
             Fault::Close => "close",
+            Fault::Continue => "continue",
+            Fault::Fold => "fold",
+            Fault::LongHeader => "long-header",
+            Fault::Gzip => "gzip",
+            Fault::Gbk => "gbk",
         }
     }
 

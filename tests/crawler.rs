@@ -757,6 +757,60 @@ fn broken_responses_are_errors_with_the_reason() {
     assert_all_closed(&server);
 }
 
+/// Issue 13: a response too large, or with a line past 64 KiB, is the same
+/// on every try, so it is tried once (each of the four tries of a 16 MiB
+/// header line cost 7.8 s before); a reset still gets every try.
+#[test]
+fn too_large_and_line_too_long_are_not_retried() {
+    let server = tree_server(1, 10);
+    let opts = CrawlerOptions {
+        max_tries: 4,
+        max_body: 1 << 20,
+        ..options()
+    };
+    let roots = [
+        server.url("/fault/huge"),
+        server.url("/fault/long-header"),
+        server.url("/fault/reset-headers"),
+    ];
+    let crawler = crawl(&roots, opts);
+    let got = outcomes(&crawler, &base_of(&server));
+    assert_eq!(got["/fault/huge"].1, "ResponseTooLarge");
+    assert_eq!(got["/fault/long-header"].1, "LineTooLong");
+    assert_eq!(got["/fault/reset-headers"].1, "ConnectionResetError");
+    assert_eq!(server.stats().requests, 1 + 1 + 4, "tries in all");
+    assert_all_closed(&server);
+}
+
+/// gzip and deflate bodies are undone before the links are looked for (a
+/// gzip body was a UnicodeDecodeError), and a gbk page is decoded as gbk.
+#[test]
+fn gzip_bodies_are_decoded() {
+    let server = tree_server(3, 10);
+    let crawler = crawl(
+        &[server.url("/fault/gzip"), server.url("/fault/gbk")],
+        options(),
+    );
+    let got = outcomes(&crawler, &base_of(&server));
+    assert_eq!(got["/fault/gzip"].0, Outcome::Html, "{got:?}");
+    assert_eq!(got["/fault/gbk"].0, Outcome::Html, "{got:?}");
+    // Both link to /1, which was crawled.
+    assert_eq!(got["/1"].0, Outcome::Html, "{got:?}");
+    let gbk = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.ends_with("/fault/gbk"))
+        .unwrap();
+    assert_eq!((gbk.encoding.as_deref(), gbk.num_urls), (Some("gbk"), 1));
+    let gz = crawler
+        .done()
+        .into_iter()
+        .find(|s| s.url.ends_with("/fault/gzip"))
+        .unwrap();
+    assert_eq!(gz.num_urls, 1);
+    assert_all_closed(&server);
+}
+
 // ---------------------------------------------------------------------------
 // Charsets and content types.
 

@@ -6,6 +6,13 @@
 //! a crawler comparing its link count with its Python twin would silently
 //! disagree. So bytes are decoded strictly, and the error names the codec
 //! and the byte position with CPython's own wording.
+//!
+//! UTF-8, ASCII and Latin-1 are decoded here, by their Python names (so
+//! `iso-8859-1` is Latin-1, as in Python, not windows-1252 as in browsers);
+//! every other charset a page declares (gbk and gb2312, which Chinese sites
+//! commonly serve, windows-1252, utf-16, shift_jis, big5, koi8-r, ...) is
+//! looked up by its WHATWG label in `encoding_rs`, the decoder Firefox uses,
+//! and decoded just as strictly.
 
 use crate::exception::{Exception, PyResult};
 
@@ -94,7 +101,16 @@ fn utf8(bytes: &[u8]) -> PyResult<String> {
 ///   0xff in position 3: invalid start byte` (CPython's text; the class is
 ///   an [`Exception::User`] named `UnicodeDecodeError`, a `ValueError`
 ///   subclass in Python);
-/// - any other charset: `LookupError: unsupported encoding: gbk (...)`.
+/// - any other charset: decoded by [`encoding_rs`] under its WHATWG label
+///   (`gbk`, `gb2312`, `windows-1252`, `utf-16`, ...); a malformed sequence
+///   is `UnicodeDecodeError: 'gbk' codec can't decode byte 0x81 in position
+///   2: illegal multibyte sequence` (CPython's wording; at the very end,
+///   `incomplete multibyte sequence`). `utf-16` honours a byte-order mark
+///   and is little-endian without one, as in Python on x86. The tables are
+///   WHATWG's, so a few bytes Python's codecs refuse (0x81 in
+///   windows-1252) decode as browsers decode them;
+/// - a charset no one knows: `LookupError: unknown encoding: NAME`
+///   (Python's text).
 pub fn decode_body(bytes: &[u8], charset: &str) -> PyResult<String> {
     match lookup(charset) {
         Some(Codec::Utf8) => utf8(bytes),
@@ -109,11 +125,56 @@ pub fn decode_body(bytes: &[u8], charset: &str) -> PyResult<String> {
             )),
         },
         Some(Codec::Latin1) => Ok(latin1(bytes)),
-        None => Err(Exception::user(
-            "LookupError",
-            format!(
-                "unsupported encoding: {charset} (pyfiber decodes only utf-8, ascii and latin-1)"
-            ),
+        None => match encoding_rs::Encoding::for_label(charset.trim().as_bytes()) {
+            Some(encoding) => whatwg(bytes, encoding, charset),
+            None => Err(Exception::user(
+                "LookupError",
+                format!("unknown encoding: {charset}"),
+            )),
+        },
+    }
+}
+
+/// Strict decoding with an `encoding_rs` decoder: the first malformed
+/// sequence raises, with its position.
+fn whatwg(bytes: &[u8], encoding: &'static encoding_rs::Encoding, label: &str) -> PyResult<String> {
+    // Python's `utf-16` reads a BOM (either order); other charsets do not
+    // sniff one.
+    let mut decoder = if label.trim().eq_ignore_ascii_case("utf-16") {
+        encoding.new_decoder()
+    } else {
+        encoding.new_decoder_without_bom_handling()
+    };
+    let capacity = decoder
+        .max_utf8_buffer_length_without_replacement(bytes.len())
+        .unwrap_or(bytes.len() * 3 + 16);
+    let mut out = String::with_capacity(capacity);
+    let (result, read) = decoder.decode_to_string_without_replacement(bytes, &mut out, true);
+    match result {
+        encoding_rs::DecoderResult::InputEmpty => Ok(out),
+        encoding_rs::DecoderResult::Malformed(bad, after) => {
+            let end = read - after as usize;
+            let start = end - bad as usize;
+            // CPython names the codec as asked for (`'gb2312' codec`), and
+            // every single-byte table `'charmap'`.
+            let codec = if encoding.is_single_byte() {
+                "charmap".to_string()
+            } else {
+                label.trim().to_ascii_lowercase()
+            };
+            let reason = if encoding.is_single_byte() {
+                "character maps to <undefined>"
+            } else if end == bytes.len() && after == 0 {
+                "incomplete multibyte sequence"
+            } else {
+                "illegal multibyte sequence"
+            };
+            Err(decode_error(&codec, bytes, start, end, reason))
+        }
+        // Cannot happen: the buffer was sized for the worst case.
+        encoding_rs::DecoderResult::OutputFull => Err(Exception::user(
+            "UnicodeDecodeError",
+            format!("'{label}' codec: output buffer too small"),
         )),
     }
 }

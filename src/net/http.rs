@@ -11,8 +11,6 @@
 //! until EOF), and every malformed or truncated response is an error that
 //! says what was wrong and where, never a silently wrong body.
 
-use std::ops::Range;
-
 use crate::exception::{Exception, PyResult};
 use crate::net::charset::{decode_body, latin1};
 use crate::net::socket::Socket;
@@ -77,28 +75,13 @@ enum Framing {
 }
 
 /// The status line and headers, and where the body starts.
+#[derive(Clone, Debug)]
 struct Head {
     status: u16,
     reason: String,
     headers: Vec<(String, String)>,
     body_start: usize,
     framing: Framing,
-}
-
-/// A response found complete in a buffer.
-struct Framed {
-    head: Head,
-    /// The body: a range of the buffer, or the de-chunked bytes.
-    body: Body,
-    /// Where the response ends in the buffer.
-    end: usize,
-}
-
-enum Body {
-    Range(Range<usize>),
-    Decoded(Vec<u8>),
-    /// A chunked body that was only checked, not copied.
-    Unread,
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -153,18 +136,40 @@ fn framing(status: u16, headers: &[(String, String)]) -> PyResult<Framing> {
     Ok(length.map_or(Framing::UntilEof, Framing::Length))
 }
 
-/// Parses the status line and headers; `None` while the blank line that ends
-/// them has not arrived.
-fn parse_head(raw: &[u8]) -> PyResult<Option<Head>> {
+/// `http.client._MAXLINE`: the longest status, header, chunk-size or
+/// trailer line accepted, its line end included.
+pub const MAX_LINE: usize = 65536;
+
+/// `http.client.LineTooLong`: `got more than 65536 bytes when reading
+/// header line` (or `status line`, `chunk size`, `trailer line`).
+fn line_too_long(what: &str) -> Exception {
+    Exception::user(
+        "LineTooLong",
+        format!("got more than {MAX_LINE} bytes when reading {what}"),
+    )
+}
+
+/// httparse as `http.client` parses: obsolete line folding (a header line
+/// that starts with a space or tab continues the one before) is accepted in
+/// responses, its value kept with the fold, as `http.client` keeps it.
+fn parser() -> httparse::ParserConfig {
+    let mut config = httparse::ParserConfig::default();
+    config.allow_obsolete_multiline_headers_in_responses(true);
+    config
+}
+
+/// Parses the status line and headers of the head `raw[start..]`; `None`
+/// while the blank line that ends them has not arrived.
+fn parse_head(raw: &[u8], start: usize) -> PyResult<Option<Head>> {
     let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
-    let body_start = match resp.parse(raw) {
+    let len = match parser().parse_response(&mut resp, &raw[start..]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => {
             return Err(invalid(format!(
                 "{e} in the head, which starts {}",
-                preview(raw, 0)
+                preview(raw, start)
             )))
         }
     };
@@ -181,29 +186,60 @@ fn parse_head(raw: &[u8]) -> PyResult<Option<Head>> {
         status,
         reason,
         headers,
-        body_start,
+        body_start: start + len,
         framing,
     }))
 }
 
-/// Walks a chunked body starting at `start`. `Ok(Ok(end))` when the last
-/// chunk and trailers are in; `Ok(Err(what))` when more bytes are needed,
-/// `what` saying where the data stops; `Err` for a malformed body. With
-/// `out`, the chunk data is appended to it.
-fn dechunk(
-    raw: &[u8],
-    start: usize,
-    mut out: Option<&mut Vec<u8>>,
-) -> PyResult<Result<usize, String>> {
-    let mut pos = start;
-    let mut index = 0usize;
+/// Whether a head of this status is an interim answer to skip: every 1xx
+/// but `101 Switching Protocols` (RFC 9110 §15.2; curl skips them all;
+/// `http.client` skips `100 Continue`, and takes 102/103 as final).
+fn is_interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
+}
+
+/// Where the reading of a chunked body has got to: the start of the next
+/// chunk's size line, its index, and how far that line was searched for its
+/// end. Each chunk is walked once, however the bytes are fed.
+#[derive(Clone, Copy, Debug, Default)]
+struct ChunkCursor {
+    pos: usize,
+    index: usize,
+    scanned: usize,
+}
+
+/// Walks a chunked body from `at`. `Ok(Ok(end))` when the last chunk and
+/// trailers are in; `Ok(Err(what))` when more bytes are needed, `what`
+/// saying where the data stops (`at` then points at the chunk that is not
+/// complete yet); `Err` for a malformed body. The chunk data is appended to
+/// `out`.
+fn dechunk(raw: &[u8], at: &mut ChunkCursor, out: &mut Vec<u8>) -> PyResult<Result<usize, String>> {
     loop {
+        let pos = at.pos;
+        let index = at.index;
+        // Look for the end of the size line in the new bytes only.
+        let from = at.scanned.max(pos);
+        if !raw[from..].contains(&b'\n') {
+            at.scanned = raw.len();
+            if raw.len() - pos > MAX_LINE {
+                return Err(line_too_long("chunk size"));
+            }
+            return Ok(Err(format!(
+                "inside the size line of chunk {index} at byte {pos}"
+            )));
+        }
         let (line_len, size) = match httparse::parse_chunk_size(&raw[pos..]) {
+            Ok(httparse::Status::Complete((line_len, _))) if line_len > MAX_LINE => {
+                return Err(line_too_long("chunk size"))
+            }
             Ok(httparse::Status::Complete(found)) => found,
             Ok(httparse::Status::Partial) => {
                 return Ok(Err(format!(
                     "inside the size line of chunk {index} at byte {pos}"
                 )))
+            }
+            Err(_) if raw[pos..].iter().position(|&b| b == b'\n') > Some(MAX_LINE) => {
+                return Err(line_too_long("chunk size"))
             }
             Err(_) => {
                 return Err(invalid(format!(
@@ -217,6 +253,9 @@ fn dechunk(
             let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILERS];
             return match httparse::parse_headers(&raw[data_start..], &mut slots) {
                 Ok(httparse::Status::Complete((n, _))) => Ok(Ok(data_start + n)),
+                Ok(httparse::Status::Partial) if raw.len() - data_start > MAX_LINE => {
+                    Err(line_too_long("trailer line"))
+                }
                 Ok(httparse::Status::Partial) => Ok(Err(format!(
                     "after the last chunk, before the blank line that ends the trailers (byte {data_start})"
                 ))),
@@ -252,73 +291,13 @@ fn dechunk(
                 available.min(size)
             )));
         }
-        if let Some(out) = out.as_deref_mut() {
-            out.extend_from_slice(&raw[data_start..data_end]);
-        }
-        pos = data_end + 2;
-        index += 1;
+        out.extend_from_slice(&raw[data_start..data_end]);
+        *at = ChunkCursor {
+            pos: data_end + 2,
+            index: index + 1,
+            scanned: data_end + 2,
+        };
     }
-}
-
-/// Finds the response at the start of `raw`. `eof` says the connection is
-/// closed, so nothing more will come: a body delimited by EOF is then
-/// complete, and anything still missing is a truncation error. `decode`
-/// copies out a chunked body (otherwise it is only checked).
-fn frame(raw: &[u8], eof: bool, decode: bool) -> PyResult<Option<Framed>> {
-    let head = match parse_head(raw)? {
-        Some(head) => head,
-        None if !eof => return Ok(None),
-        None if raw.is_empty() => {
-            return Err(invalid(
-                "empty response: the connection closed before any byte arrived",
-            ))
-        }
-        None => {
-            return Err(invalid(format!(
-                "truncated head: the connection closed after {} bytes, before the blank line that ends the headers; it starts {}",
-                raw.len(),
-                preview(raw, 0)
-            )))
-        }
-    };
-    let start = head.body_start;
-    let (body, end) = match head.framing {
-        Framing::Empty => (Body::Range(start..start), start),
-        Framing::Length(n) => {
-            let got = raw.len() - start;
-            if got >= n {
-                (Body::Range(start..start + n), start + n)
-            } else if eof {
-                return Err(invalid(format!(
-                    "truncated body: Content-Length is {n} but the connection closed after {got} body bytes"
-                )));
-            } else {
-                return Ok(None);
-            }
-        }
-        Framing::Chunked => {
-            let mut out = Vec::new();
-            match dechunk(raw, start, decode.then_some(&mut out))? {
-                Ok(end) => (
-                    if decode {
-                        Body::Decoded(out)
-                    } else {
-                        Body::Unread
-                    },
-                    end,
-                ),
-                Err(what) if eof => {
-                    return Err(invalid(format!(
-                        "truncated chunked body: the connection closed {what}"
-                    )))
-                }
-                Err(_) => return Ok(None),
-            }
-        }
-        Framing::UntilEof if eof => (Body::Range(start..raw.len()), raw.len()),
-        Framing::UntilEof => return Ok(None),
-    };
-    Ok(Some(Framed { head, body, end }))
 }
 
 /// An HTTP response: what `http.client.HTTPResponse` (or aiohttp's
@@ -348,8 +327,9 @@ impl Response {
     /// head or body, a bad `Content-Length` or a malformed chunk, saying what
     /// and at which byte.
     pub fn parse(raw: &[u8]) -> PyResult<Response> {
-        let framed = frame(raw, true, true)?.ok_or_else(|| invalid("incomplete response"))?;
-        Ok(Response::from_framed(raw, framed))
+        let mut reader = ResponseReader::new();
+        reader.feed(raw)?;
+        reader.finish()
     }
 
     /// The response at the start of `raw` if it is already complete without
@@ -358,25 +338,12 @@ impl Response {
     /// response follows in the same stream. `Ok(None)` while bytes are
     /// missing (or the body runs to EOF); raises for garbage.
     pub fn parse_prefix(raw: &[u8]) -> PyResult<Option<(Response, usize)>> {
-        Ok(frame(raw, false, true)?.map(|framed| {
-            let end = framed.end;
-            (Response::from_framed(raw, framed), end)
-        }))
-    }
-
-    fn from_framed(raw: &[u8], framed: Framed) -> Response {
-        let Framed { head, body, .. } = framed;
-        let body = match body {
-            Body::Range(r) => raw[r].to_vec(),
-            Body::Decoded(v) => v,
-            Body::Unread => unreachable!("decoded when parsed"),
-        };
-        Response {
-            status: head.status,
-            reason: head.reason,
-            headers: head.headers,
-            body,
+        let reader = ResponseReader::over(raw)?;
+        if !reader.complete {
+            return Ok(None);
         }
+        let end = reader.end;
+        Ok(Some((reader.finish()?, end)))
     }
 
     /// `response.getheader(name)` (`response.headers.get(name)`): the first
@@ -425,20 +392,29 @@ impl Response {
 /// complete here. What `http.client` knows when it stops reading a
 /// keep-alive response; raises for garbage as soon as it is seen.
 pub fn is_complete(raw: &[u8]) -> PyResult<bool> {
-    Ok(frame(raw, false, false)?.is_some())
+    Ok(ResponseReader::over(raw)?.complete)
 }
 
 /// The tutorials' read loop — `chunk = sock.recv(4096)`, `response +=
 /// chunk` until `chunk == b''` — plus the knowledge of when the response is
 /// complete before EOF (see [`is_complete`]).
 ///
+/// It parses as the bytes come, in one pass, as `http.client` reads a
+/// socket line by line: each feed looks only at the new bytes (a million
+/// 1-byte chunks cost a million small steps, not a million re-parses of
+/// everything so far). Lines longer than [`MAX_LINE`] raise `LineTooLong`
+/// at once, as `http.client` does; interim `1xx` heads (`100 Continue`) are
+/// skipped, and the response is the final one after them.
+///
 /// ```
 /// use pyfiber::net::ResponseReader;
 ///
 /// let mut reader = ResponseReader::new();
+/// assert!(!reader.feed(b"HTTP/1.1 100 Continue\r\n\r\n")?);
 /// assert!(!reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")?);
 /// assert!(reader.feed(b"lo")?); // complete, no EOF needed
-/// assert_eq!(reader.finish()?.body, b"hello");
+/// let response = reader.finish()?;
+/// assert_eq!((response.status, response.body.as_slice()), (200, &b"hello"[..]));
 /// # Ok::<(), pyfiber::Exception>(())
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -446,6 +422,21 @@ pub struct ResponseReader {
     buf: Vec<u8>,
     eof: bool,
     complete: bool,
+    /// Where the head being read starts (past any skipped 1xx heads).
+    head_start: usize,
+    /// Where the current head line starts, and how far the head was
+    /// searched for line ends.
+    line_start: usize,
+    scanned: usize,
+    /// How many first bytes of an unfinished status line were checked.
+    status_looked: usize,
+    /// The final head, once it is in.
+    head: Option<Head>,
+    chunks: ChunkCursor,
+    /// A chunked body, de-chunked as it arrives.
+    dechunked: Vec<u8>,
+    /// Where the response ends in `buf`, once complete.
+    end: usize,
 }
 
 impl ResponseReader {
@@ -454,10 +445,22 @@ impl ResponseReader {
         ResponseReader::default()
     }
 
+    /// A reader fed `raw` in one piece, without EOF (even when `raw` is
+    /// empty).
+    fn over(raw: &[u8]) -> PyResult<ResponseReader> {
+        let mut reader = ResponseReader {
+            buf: raw.to_vec(),
+            ..ResponseReader::default()
+        };
+        reader.advance()?;
+        Ok(reader)
+    }
+
     /// `response += chunk`, where an empty `chunk` is EOF (`recv` returned
     /// `b''`). Returns whether the response is now complete: framed and all
     /// in, or delimited by EOF and EOF came. Raises when the bytes cannot be
-    /// a response, or when EOF cuts a framed response short.
+    /// a response, when a line is longer than [`MAX_LINE`], or when EOF cuts
+    /// a framed response short.
     pub fn feed(&mut self, chunk: &[u8]) -> PyResult<bool> {
         if chunk.is_empty() {
             self.eof = true;
@@ -465,9 +468,130 @@ impl ResponseReader {
             self.buf.extend_from_slice(chunk);
         }
         if !self.complete {
-            self.complete = frame(&self.buf, self.eof, false)?.is_some();
+            self.advance()?;
         }
         Ok(self.complete)
+    }
+
+    /// Moves the parse on over the bytes that arrived.
+    fn advance(&mut self) -> PyResult<()> {
+        let head = loop {
+            if let Some(head) = &self.head {
+                break head;
+            }
+            match self.advance_head()? {
+                Some(head) if is_interim(head.status) => {
+                    // `100 Continue` and the like: skip it, read the next.
+                    self.head_start = head.body_start;
+                    self.line_start = head.body_start;
+                    self.scanned = head.body_start;
+                    self.status_looked = 0;
+                }
+                Some(head) => {
+                    self.chunks = ChunkCursor {
+                        pos: head.body_start,
+                        index: 0,
+                        scanned: head.body_start,
+                    };
+                    self.head = Some(head);
+                }
+                None if !self.eof => return Ok(()),
+                None if self.buf.len() == self.head_start => {
+                    return Err(invalid(
+                        "empty response: the connection closed before any byte arrived",
+                    ))
+                }
+                None => {
+                    return Err(invalid(format!(
+                        "truncated head: the connection closed after {} bytes, before the blank line that ends the headers; it starts {}",
+                        self.buf.len() - self.head_start,
+                        preview(&self.buf, self.head_start)
+                    )))
+                }
+            }
+        };
+        let start = head.body_start;
+        let end = match head.framing {
+            Framing::Empty => start,
+            Framing::Length(n) => {
+                let got = self.buf.len() - start;
+                if got >= n {
+                    start + n
+                } else if self.eof {
+                    return Err(invalid(format!(
+                        "truncated body: Content-Length is {n} but the connection closed after {got} body bytes"
+                    )));
+                } else {
+                    return Ok(());
+                }
+            }
+            Framing::Chunked => match dechunk(&self.buf, &mut self.chunks, &mut self.dechunked)? {
+                Ok(end) => end,
+                Err(what) if self.eof => {
+                    return Err(invalid(format!(
+                        "truncated chunked body: the connection closed {what}"
+                    )))
+                }
+                Err(_) => return Ok(()),
+            },
+            Framing::UntilEof if self.eof => self.buf.len(),
+            Framing::UntilEof => return Ok(()),
+        };
+        self.end = end;
+        self.complete = true;
+        Ok(())
+    }
+
+    /// Reads head lines in the new bytes: checks each line's length, checks
+    /// the status line once it is in (so garbage is refused at once), and
+    /// parses the head once its blank line is in.
+    fn advance_head(&mut self) -> PyResult<Option<Head>> {
+        let first_line = |reader: &Self| reader.line_start == reader.head_start;
+        while let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let lf = self.scanned + i;
+            let line = &self.buf[self.line_start..=lf];
+            if line.len() > MAX_LINE {
+                return Err(line_too_long(if first_line(self) {
+                    "status line"
+                } else {
+                    "header line"
+                }));
+            }
+            let blank = line == b"\n" || line == b"\r\n";
+            let was_first = first_line(self);
+            self.scanned = lf + 1;
+            self.line_start = lf + 1;
+            if was_first {
+                // The status line: httparse says now if it is not HTTP.
+                parse_head(&self.buf, self.head_start)?;
+            } else if blank {
+                return match parse_head(&self.buf[..lf + 1], self.head_start)? {
+                    Some(head) => Ok(Some(head)),
+                    None => Err(invalid(format!(
+                        "a blank line that does not end the head, which starts {}",
+                        preview(&self.buf, self.head_start)
+                    ))),
+                };
+            }
+        }
+        self.scanned = self.buf.len();
+        let open_line = self.buf.len() - self.line_start;
+        if open_line > MAX_LINE {
+            return Err(line_too_long(if first_line(self) {
+                "status line"
+            } else {
+                "header line"
+            }));
+        }
+        // A status line still coming: its first bytes already tell garbage
+        // ("SSH-2.0-...", "<html>") from HTTP. Only the first few bytes are
+        // looked at, so a long line costs nothing here.
+        let look = open_line.min(16);
+        if first_line(self) && look > self.status_looked {
+            self.status_looked = look;
+            parse_head(&self.buf[..self.head_start + look], self.head_start)?;
+        }
+        Ok(None)
     }
 
     /// `chunk = sock.recv(bufsize)` then [`ResponseReader::feed`]. Raises
@@ -492,11 +616,31 @@ impl ResponseReader {
         &self.buf
     }
 
-    /// The response: [`Response::parse`] of what was read, taken as complete
-    /// (whether or not EOF came), so a stalled, unfinished response raises
-    /// its truncation error here.
-    pub fn finish(self) -> PyResult<Response> {
-        Response::parse(&self.buf)
+    /// The response, taken as complete whether or not EOF came: a stalled,
+    /// unfinished response raises its truncation error here. Bytes after a
+    /// framed body are ignored, as `http.client` ignores them.
+    pub fn finish(mut self) -> PyResult<Response> {
+        if !self.complete {
+            self.eof = true;
+            self.advance()?;
+        }
+        let Some(head) = self.head else {
+            return Err(invalid("incomplete response"));
+        };
+        let body = match head.framing {
+            Framing::Chunked => self.dechunked,
+            _ => {
+                self.buf.truncate(self.end);
+                self.buf.drain(..head.body_start);
+                self.buf
+            }
+        };
+        Ok(Response {
+            status: head.status,
+            reason: head.reason,
+            headers: head.headers,
+            body,
+        })
     }
 }
 

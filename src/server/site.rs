@@ -12,7 +12,9 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
-use super::{Fault, HUGE_BODY_LEN};
+use std::io::Write;
+
+use super::{Fault, HUGE_BODY_LEN, LONG_HEADER_LEN};
 
 /// What the connection does with a parsed request: the site's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,7 +241,39 @@ pub(crate) fn fault_reply(fault: Fault) -> Reply {
             Reply::Trickle(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\ntrickle".to_vec())
         }
         Fault::Close => Reply::Close,
+        Fault::Continue => {
+            let mut bytes = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+            bytes.extend(response(200, HTML, &[], &linked_page("continue")));
+            Reply::Bytes(bytes)
+        }
+        Fault::Fold => {
+            let folded = [("X-Folded", "first part\r\n  second part")];
+            Reply::Bytes(response(200, HTML, &folded, &linked_page("fold")))
+        }
+        Fault::LongHeader => Reply::Stream {
+            head: b"HTTP/1.0 200 OK\r\nX-Long: ".to_vec(),
+            body_len: LONG_HEADER_LEN,
+        },
+        Fault::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let compressed = gz
+                .write_all(&linked_page("gzip"))
+                .and_then(|()| gz.finish())
+                .unwrap_or_default();
+            let extra = [("Content-Encoding", "gzip")];
+            Reply::Bytes(response(200, HTML, &extra, &compressed))
+        }
+        Fault::Gbk => {
+            let page = String::from_utf8_lossy(&linked_page("中文 gbk")).into_owned();
+            let (bytes, _, _) = encoding_rs::GBK.encode(&page);
+            Reply::Bytes(response(200, "text/html; charset=gbk", &[], &bytes))
+        }
     }
+}
+
+/// A small page with this title and one link, to `/1`.
+fn linked_page(title: &str) -> Vec<u8> {
+    page(title, "<a href=\"/1\">page 1</a>")
 }
 
 impl Site {
