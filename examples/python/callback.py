@@ -1,10 +1,12 @@
 """callback.py: one thread, non-blocking sockets, a selector and callbacks.
 
-Twin of examples/callback.rs (the 500 Lines crawler's callback version):
-fetch starts the connect and registers `connected`; `connected` sends the
-request and registers `read_response`; loop() sleeps in select() and runs
-whichever callback is ready. --timeout: loop() also wakes for the nearest
-deadline and ends the fetches past it with TimeoutError.
+Twin of examples/callback.rs, which follows yuchaoshui/notes
+Python异步并发/callback.py: Spider.fetch starts the connect and registers
+`connected`; `connected` sends the request and registers `read_response`;
+at b'' read_response unregisters, removes its URL from `urls` and calls
+parse; event_loop() sleeps in select() and runs whichever callback is
+ready. --timeout: event_loop() also wakes for the nearest deadline and ends
+the fetches past it with TimeoutError (Spider.failed).
 
     python3 examples/python/callback.py --urls 10 --delay 1 [--trace]
 """
@@ -19,22 +21,35 @@ from selectors import EVENT_READ, EVENT_WRITE
 import common
 
 selector = common.TracingSelector()
-urls_todo = set()
+urls = []
 stopped = False
-deadlines = collections.deque()  # (when, fetcher), oldest first
+deadlines = collections.deque()  # (when, spider), oldest first
 
 
-class Fetcher:
+def remove_url(url):
+    global stopped
+    urls.remove(url)
+    stopped = not urls
+
+
+class Spider:
     def __init__(self, target):
         self.target = target
         self.url = target.url
         self.response = b''
-        self.sock = None
-        self.done = False
+        self.sock = socket.socket()
+        self.done = False  # not in the original: whether the URL has its outcome
+
+    def parse(self):
+        self.done = True
+        try:
+            title = common.title_of(self.response)
+        except (ValueError, LookupError) as e:
+            title = e
+        common.report(self.url, title)
 
     def fetch(self):
         try:
-            self.sock = socket.socket()
             self.sock.setblocking(False)
             try:
                 self.sock.connect(self.target.addr)
@@ -42,75 +57,74 @@ class Fetcher:
                 pass
             selector.register(self.sock.fileno(), EVENT_WRITE, self.connected)
         except OSError as e:
-            self.finish(e)
+            self.failed(e)
 
-    def connected(self, key, mask):
+    def connected(self, key):
         try:
             selector.unregister(key.fd)
             # Writable means the connect finished, not that it worked.
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 raise OSError(err, os.strerror(err))
-            request = self.target.request()
-            self.sock.sendall(request.encode('ascii'))
+            get = self.target.request()
+            self.sock.sendall(get.encode('ascii'))
             selector.register(key.fd, EVENT_READ, self.read_response)
         except OSError as e:
-            self.finish(e)
+            self.failed(e)
 
-    def read_response(self, key, mask):
+    def read_response(self, key):
         try:
             chunk = self.sock.recv(4096)
         except OSError as e:
-            self.finish(e)
+            self.failed(e)
             return
         if chunk:
             self.response += chunk
         else:
-            self.finish(self.response)
+            selector.unregister(key.fd)
+            self.sock.close()
+            remove_url(self.url)
+            self.parse()
 
-    def finish(self, outcome):
-        global stopped
+    def failed(self, e):
+        """Not in the original: a fetch that raised (or ran out of time)."""
         if self.done:
             return
         self.done = True
-        if self.sock is not None:
-            if self.sock.fileno() in selector.get_map():
-                selector.unregister(self.sock.fileno())
-            self.sock.close()
-        common.report_response(self.url, outcome)
-        urls_todo.remove(self.url)
-        if not urls_todo:
-            stopped = True
+        if self.sock.fileno() in selector.get_map():
+            selector.unregister(self.sock.fileno())
+        self.sock.close()
+        common.report(self.url, e)
+        remove_url(self.url)
 
 
-def loop():
+def event_loop():
     while not stopped:
         while deadlines and deadlines[0][1].done:
             deadlines.popleft()
         if not selector.get_map() and not deadlines:
             break  # nothing left to wait for
         timeout = max(0.0, deadlines[0][0] - time.monotonic()) if deadlines else None
-        events = selector.select(timeout)
-        for event_key, event_mask in events:
-            now = selector.get_map().get(event_key.fd)
-            if now is not None and now.data == event_key.data:
-                callback = event_key.data
-                callback(event_key, event_mask)
+        for key, mask in selector.select(timeout):
+            now = selector.get_map().get(key.fd)
+            if now is not None and now.data == key.data:
+                callback = key.data
+                callback(key)
         now = time.monotonic()
         while deadlines and deadlines[0][0] <= now:
-            _, fetcher = deadlines.popleft()
-            fetcher.finish(common.timed_out())
+            _, spider = deadlines.popleft()
+            spider.failed(common.timed_out())
 
 
 def main():
     args = common.make_parser(__doc__.splitlines()[0]).parse_args()
     stage = common.Stage('callback', args, common.ALL)
-    urls_todo.update(t.url for t in stage.targets)
+    urls.extend(t.url for t in stage.targets)
     for target in stage.targets:
-        fetcher = Fetcher(target)
-        deadlines.append((time.monotonic() + args.timeout, fetcher))
-        fetcher.fetch()
-    loop()
+        spider = Spider(target)
+        deadlines.append((time.monotonic() + args.timeout, spider))
+        spider.fetch()
+    event_loop()
     return stage.finish()
 
 

@@ -358,25 +358,35 @@ class EventLoop:
         self._drop_cancelled()
         return bool(self.selector.get_map()) or bool(self._timers)
 
-    def run_once(self):
-        """select() until the next timer is due, run the ready fds' callbacks, then the due timers."""
+    def select_timeout(self):
+        """How long select() may wait: until the next timer (None: no timer)."""
         self._drop_cancelled()
-        timeout = None
         if self._timers:
-            timeout = max(0.0, self._timers[0].when - time.monotonic())
-        if self.selector.get_map() or timeout is not None:
-            events = self.selector.select(timeout)
-            for key, mask in events:
-                # An earlier callback may have unregistered this fd.
-                now = self.selector.get_map().get(key.fd)
-                if now is not None and now.data is key.data:
-                    callback = key.data
-                    callback()
+            return max(0.0, self._timers[0].when - time.monotonic())
+        return None
+
+    def still_registered(self, key):
+        """Whether a key select() returned is still the one registered
+        (an earlier callback of the same turn may have unregistered it)."""
+        now = self.selector.get_map().get(key.fd)
+        return now is not None and now.data is key.data
+
+    def run_due_timers(self):
         now = time.monotonic()
         while self._timers and self._timers[0].when <= now:
             handle = heapq.heappop(self._timers)
             if not handle.cancelled:
                 handle.callback()
+
+    def run_once(self):
+        """select() until the next timer is due, run the ready fds' callbacks, then the due timers."""
+        timeout = self.select_timeout()
+        if self.selector.get_map() or timeout is not None:
+            for key, mask in self.selector.select(timeout):
+                if self.still_registered(key):
+                    callback = key.data
+                    callback()
+        self.run_due_timers()
 
 
 def cpu_count():

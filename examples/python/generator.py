@@ -1,9 +1,11 @@
 """generator.py: coroutines on generators, driven by Future and Task.step.
 
-Twin of examples/generator.rs. The seed's Future, Task, Crawler.fetch and
-loop(), with what a real run needs on top: a failed connect or a timeout ends
-that URL with an `error:` line, and each unregister runs even when the yield
-raised. Future and Task print, under --trace, the lines pyfiber's Future and
+Twin of examples/generator.rs, which follows yuchaoshui/notes
+Python异步并发/generator.py: Future, Spider (parse, fetch with nested
+on_connected/on_readable, the url removal in the read loop's else), Task.step,
+event_loop(); with what a real run needs on top: a failed connect or a
+timeout ends that URL with an `error:` line (failed/watch), and each
+unregister runs even when the yield raised. Future and Task print, under --trace, the lines pyfiber's Future and
 Task print.
 
     python3 examples/python/generator.py --urls 10 --delay 1 --trace
@@ -18,10 +20,10 @@ from selectors import EVENT_READ, EVENT_WRITE
 import common
 from common import short_repr, trace
 
-event_loop = common.EventLoop()
-selector = event_loop.selector
+loop = common.EventLoop()
+selector = loop.selector
 stopped = False
-urls_todo = set()
+urls = []
 
 
 class Future:
@@ -101,90 +103,121 @@ class Task(Future):
         next_future.add_done_callback(self.step)
 
 
-class Crawler:
+class Spider:
+    """generator.py's Spider: one URL, its socket, the response so far."""
+
+
     def __init__(self, target):
         self.target = target
         self.url = target.url
         self.response = b''
+        self.sock = socket.socket()
+
+    def parse(self):
+        try:
+            title = common.title_of(self.response)
+        except (ValueError, LookupError) as e:
+            title = e
+        common.report(self.url, title)
 
     def fetch(self):
         global stopped
+        self.sock.setblocking(False)
         try:
-            sock = socket.socket()
+            self.sock.connect(self.target.addr)
+        except BlockingIOError:
+            pass
+        future = Future()
+
+        def on_connected():
+            future.set_result(None)
+
+        selector.register(self.sock.fileno(), EVENT_WRITE, on_connected)
+        try:
+            yield future
+        finally:
+            selector.unregister(self.sock.fileno())
+        # Writable means the connect finished, not that it worked.
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        get = self.target.request()
+        self.sock.sendall(get.encode('ascii'))
+
+        while True:
+            future = Future()
+
+            def on_readable():
+                try:
+                    future.set_result(self.sock.recv(4096))
+                except OSError as e:
+                    future.set_exception(e)
+
+            selector.register(self.sock.fileno(), EVENT_READ, on_readable)
             try:
-                sock.setblocking(False)
-                try:
-                    sock.connect(self.target.addr)
-                except BlockingIOError:
-                    pass
-                f = Future()
-
-                def on_connected():
-                    f.set_result(None)
-
-                selector.register(sock.fileno(), EVENT_WRITE, on_connected)
-                try:
-                    yield f
-                finally:
-                    selector.unregister(sock.fileno())
-                # Writable means the connect finished, not that it worked.
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    raise OSError(err, os.strerror(err))
-                get = self.target.request()
-                sock.sendall(get.encode('ascii'))
-
-                while True:
-                    f = Future()
-
-                    def on_readable():
-                        try:
-                            f.set_result(sock.recv(4096))
-                        except OSError as e:
-                            f.set_exception(e)
-
-                    selector.register(sock.fileno(), EVENT_READ, on_readable)
-                    try:
-                        chunk = yield f
-                    finally:
-                        selector.unregister(sock.fileno())
-                    if chunk:
-                        self.response += chunk
-                    else:
-                        break
+                chunk = yield future
             finally:
-                sock.close()
-            outcome = self.response
-        except Exception as e:
-            outcome = e
-        common.report_response(self.url, outcome)
-        urls_todo.remove(self.url)
-        if not urls_todo:
-            stopped = True
+                selector.unregister(self.sock.fileno())
+            if chunk:
+                self.response += chunk
+            else:
+                remove_url(self.url)
+                self.parse()
+                break
 
 
-def loop():
+def remove_url(url):
+    global stopped
+    urls.remove(url)
+    stopped = not urls
+
+
+def event_loop():
     while not stopped:
-        if not event_loop.has_work():
-            break  # nothing registered and no timer: select() would wait forever
-        event_loop.run_once()
+        timeout = loop.select_timeout()
+        if not selector.get_map() and timeout is None:
+            break  # nothing left that could wake select(): it would wait forever
+        for key, mask in selector.select(timeout):
+            if loop.still_registered(key):
+                callback = key.data
+                callback()
+        loop.run_due_timers()
+
+
+def failed(spider, e):
+    """Not in the original: a fetch that raised is its URL's outcome."""
+    spider.sock.close()
+    common.report(spider.url, e)
+    remove_url(spider.url)
+
+
+def watch(task, spider, timeout):
+    """Not in the original: --timeout, and a task that raised is failed()."""
+    def on_timeout():
+        if task.waiting_on is not None:
+            task.waiting_on.set_exception(common.timed_out())
+
+    timer = loop.call_later(timeout, on_timeout)
+
+    def done(task):
+        timer.cancel()
+        if task.exception is not None:
+            failed(spider, task.exception)
+        else:
+            spider.sock.close()
+
+    task.add_done_callback(done)
 
 
 def main():
     args = common.make_parser(__doc__.splitlines()[0]).parse_args()
     stage = common.Stage('generator', args, common.ALL)
-    urls_todo.update(t.url for t in stage.targets)
+    urls.extend(t.url for t in stage.targets)
     for target in stage.targets:
-        crawler = Crawler(target)
-        task = Task(crawler.fetch())
-
-        def on_timeout(task=task):
-            if task.waiting_on is not None:
-                task.waiting_on.set_exception(common.timed_out())
-
-        timer = event_loop.call_later(args.timeout, on_timeout)
-        task.add_done_callback(lambda _, timer=timer: timer.cancel())
-    loop()
+        spider = Spider(target)
+        task = Task(spider.fetch())
+        watch(task, spider, args.timeout)
+    event_loop()
     return stage.finish()
 
 

@@ -1,8 +1,9 @@
 """yield_from.py: the generator stage cut into sub-generators composed with `yield from`.
 
-Twin of examples/yield_from.rs. connect, read and read_all are generators;
-fetch delegates to them with `yield from`, and Future is yield-from-able
-(Future.__iter__). Python's `yield from` is always PEP 380's expansion, so
+Twin of examples/yield_from.rs, which follows yuchaoshui/notes
+Python异步并发/yield_from.py: connect, read and read_all are generators;
+Spider.fetch delegates to them with `yield from`, and Future is
+yield-from-able (Future.__iter__); event_loop() is written out. Python's `yield from` is always PEP 380's expansion, so
 `--literal` (which picks that form in the Rust example) changes nothing here.
 
     python3 examples/python/yield_from.py --urls 10 --delay 1 --trace
@@ -17,10 +18,10 @@ from selectors import EVENT_READ, EVENT_WRITE
 import common
 from common import short_repr, trace
 
-event_loop = common.EventLoop()
-selector = event_loop.selector
+loop = common.EventLoop()
+selector = loop.selector
 stopped = False
-urls_todo = set()
+urls = []
 
 
 class Future:
@@ -109,7 +110,7 @@ class Task(Future):
 
 
 def connect(sock, address):
-    f = Future()
+    future = Future()
     sock.setblocking(False)
     try:
         sock.connect(address)
@@ -117,11 +118,11 @@ def connect(sock, address):
         pass
 
     def on_connected():
-        f.set_result(None)
+        future.set_result(None)
 
     selector.register(sock.fileno(), EVENT_WRITE, on_connected)
     try:
-        yield from f
+        yield from future
     finally:
         selector.unregister(sock.fileno())
     # Writable means the connect finished, not that it worked.
@@ -131,17 +132,17 @@ def connect(sock, address):
 
 
 def read(sock):
-    f = Future()
+    future = Future()
 
     def on_readable():
         try:
-            f.set_result(sock.recv(4096))
+            future.set_result(sock.recv(4096))
         except OSError as e:
-            f.set_exception(e)
+            future.set_exception(e)
 
     selector.register(sock.fileno(), EVENT_READ, on_readable)
     try:
-        chunk = yield from f
+        chunk = yield from future
     finally:
         selector.unregister(sock.fileno())
     return chunk
@@ -156,37 +157,72 @@ def read_all(sock):
     return b''.join(response)
 
 
-class Crawler:
+class Spider:
+    """yield_from.py's Spider: one URL, its socket, its response."""
+
     def __init__(self, target):
         self.target = target
         self.url = target.url
         self.response = b''
+        self.sock = socket.socket()
+
+    def parse(self):
+        try:
+            title = common.title_of(self.response)
+        except (ValueError, LookupError) as e:
+            title = e
+        common.report(self.url, title)
 
     def fetch(self):
-        global stopped
-        try:
-            sock = socket.socket()
-            try:
-                yield from connect(sock, self.target.addr)
-                get = self.target.request()
-                sock.sendall(get.encode('ascii'))
-                self.response = yield from read_all(sock)
-            finally:
-                sock.close()
-            outcome = self.response
-        except Exception as e:
-            outcome = e
-        common.report_response(self.url, outcome)
-        urls_todo.remove(self.url)
-        if not urls_todo:
-            stopped = True
+        yield from connect(self.sock, self.target.addr)
+        get = self.target.request()
+        self.sock.sendall(get.encode('ascii'))
+        self.response = yield from read_all(self.sock)
+        remove_url(self.url)
+        self.parse()
 
 
-def loop():
+def remove_url(url):
+    global stopped
+    urls.remove(url)
+    stopped = not urls
+
+
+def event_loop():
     while not stopped:
-        if not event_loop.has_work():
-            break  # nothing registered and no timer: select() would wait forever
-        event_loop.run_once()
+        timeout = loop.select_timeout()
+        if not selector.get_map() and timeout is None:
+            break  # nothing left that could wake select(): it would wait forever
+        for key, mask in selector.select(timeout):
+            if loop.still_registered(key):
+                callback = key.data
+                callback()
+        loop.run_due_timers()
+
+
+def failed(spider, e):
+    """Not in the original: a fetch that raised is its URL's outcome."""
+    spider.sock.close()
+    common.report(spider.url, e)
+    remove_url(spider.url)
+
+
+def watch(task, spider, timeout):
+    """Not in the original: --timeout, and a task that raised is failed()."""
+    def on_timeout():
+        if task.waiting_on is not None:
+            task.waiting_on.set_exception(common.timed_out())
+
+    timer = loop.call_later(timeout, on_timeout)
+
+    def done(task):
+        timer.cancel()
+        if task.exception is not None:
+            failed(spider, task.exception)
+        else:
+            spider.sock.close()
+
+    task.add_done_callback(done)
 
 
 def main():
@@ -195,18 +231,12 @@ def main():
                         help="accepted for the Rust example's sake; Python's yield from is always literal")
     args = parser.parse_args()
     stage = common.Stage('yield_from', args, common.ALL)
-    urls_todo.update(t.url for t in stage.targets)
+    urls.extend(t.url for t in stage.targets)
     for target in stage.targets:
-        crawler = Crawler(target)
-        task = Task(crawler.fetch())
-
-        def on_timeout(task=task):
-            if task.waiting_on is not None:
-                task.waiting_on.set_exception(common.timed_out())
-
-        timer = event_loop.call_later(args.timeout, on_timeout)
-        task.add_done_callback(lambda _, timer=timer: timer.cancel())
-    loop()
+        spider = Spider(target)
+        task = Task(spider.fetch())
+        watch(task, spider, args.timeout)
+    event_loop()
     return stage.finish()
 
 
