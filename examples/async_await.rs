@@ -46,8 +46,10 @@ fn parse(url: &str, response: &[u8]) {
 /// Each `.await` is where the generator stages had a `yield` (and the
 /// register/unregister around it).
 async fn fetch(target: common::Target) -> PyResult<()> {
+    common::mark(&target.url, common::Mark::Started);
     // reader, writer = await asyncio.open_connection(host, port)
     let (mut reader, mut writer) = aio::open_connection(&target.host, target.port).await?;
+    common::mark(&target.url, common::Mark::Connected);
     // writer.write(get.encode('ascii')); await writer.drain()
     writer.write(target.request().as_bytes());
     writer.drain().await?;
@@ -60,6 +62,7 @@ async fn fetch(target: common::Target) -> PyResult<()> {
         if chunk.is_empty() {
             break;
         }
+        common::mark(&target.url, common::Mark::FirstByte);
         common::append_chunk(&mut response, &chunk)?;
     }
     writer.close();

@@ -125,6 +125,7 @@ impl Spider {
     /// `def fetch(self)`: start connecting, register `connected`, return at
     /// once.
     fn fetch(self: &Rc<Self>) -> PyResult<()> {
+        common::mark(&self.url, common::Mark::Started);
         self.sock.setblocking(false)?;
         match self.sock.connect(self.target.addr) {
             Ok(()) | Err(Exception::BlockingIOError(_)) => {}
@@ -144,6 +145,7 @@ impl Spider {
         selector().unregister(key_fd)?;
         // Writable means the connect finished, not that it worked.
         self.sock.take_error()?;
+        common::mark(&self.url, common::Mark::Connected);
         let get = self.target.request();
         self.sock.sendall(get.as_bytes())?;
         selector().register(key_fd, EVENT_READ, handler(self, Spider::read_response))?;
@@ -155,6 +157,7 @@ impl Spider {
     fn read_response(self: &Rc<Self>, key_fd: RawFd) -> PyResult<()> {
         let chunk = self.sock.recv(self.buffersize)?;
         if !chunk.is_empty() {
+            common::mark(&self.url, common::Mark::FirstByte);
             common::append_chunk(&mut self.response.borrow_mut(), &chunk)?;
         } else {
             selector().unregister(key_fd)?;

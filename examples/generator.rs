@@ -115,6 +115,7 @@ impl Spider {
     fn fetch(&self, co: &Co<'_>) -> PyResult<Value> {
         let selector = pyfiber::event_loop::selector();
         const BUFFERSIZE: usize = 4096;
+        common::mark(&self.url, common::Mark::Started);
         self.sock.setblocking(false)?;
         match self.sock.connect(self.target.addr) {
             Ok(()) | Err(Exception::BlockingIOError(_)) => {}
@@ -138,6 +139,7 @@ impl Spider {
         connected?;
         // Writable means the connect finished, not that it worked.
         self.sock.take_error()?;
+        common::mark(&self.url, common::Mark::Connected);
         let get = self.target.request();
         self.sock.sendall(get.as_bytes())?;
 
@@ -163,6 +165,7 @@ impl Spider {
             let chunk = chunk?;
             let chunk = chunk.as_bytes().unwrap_or_default();
             if !chunk.is_empty() {
+                common::mark(&self.url, common::Mark::FirstByte);
                 common::append_chunk(&mut self.response.borrow_mut(), chunk)?;
             } else {
                 remove_url(&self.url);

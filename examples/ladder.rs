@@ -36,7 +36,7 @@
 //! with the same profile) and then runs them from the directory it runs
 //! from (`target/<profile>/examples/`). `--no-build` skips that step.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use pyfiber::net;
 use pyfiber::server::{self, ServerConfig};
+use pyfiber::timeline::{self, Request, StageTimeline};
 
 #[path = "originals/mod.rs"]
 mod originals;
@@ -103,6 +104,14 @@ struct Cli {
     /// python3, their hosts redirected to this server: one row each.
     #[arg(long, value_name = "DIR")]
     originals: Option<PathBuf>,
+    /// Also draw every stage's requests as bars on one time axis into FILE,
+    /// an SVG (one band per stage, labelled with its file and its time).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Also write FILE, one HTML page: the table, the picture, and one
+    /// stage's trace (generator, 3 URLs) drawn as the chain.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ! {
@@ -110,13 +119,26 @@ fn fail(message: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
-/// What one run of one stage reported (its `--json` line).
+/// What one run of one stage reported (its `--json` line), and the first
+/// error it printed.
 #[derive(Clone, Debug, Default)]
 struct Run {
     requests: usize,
     ok: usize,
     errors: usize,
     seconds: f64,
+    /// Each request's instants (the stages' `"timeline"`; the Python twins
+    /// print none).
+    timeline: Vec<Request>,
+    /// The first `error: <url> <Name: message>` line, if any.
+    first_error: Option<String>,
+}
+
+impl Run {
+    /// Every URL got a result: only then is a time comparable.
+    fn complete(&self, urls: usize) -> bool {
+        self.ok == urls && self.errors == 0
+    }
 }
 
 /// One stage's line of the table: its name, the Rust run, the Python run
@@ -128,28 +150,53 @@ type Row<'a> = (
     Vec<originals::Row>,
 );
 
-/// A value from a flat JSON object line as the stages print it
-/// (`{"stage": "sync", "requests": 10, ...}`).
-fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pattern = format!("\"{key}\":");
-    let start = line.find(&pattern)? + pattern.len();
-    let rest = line[start..].trim_start();
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim().trim_matches('"'))
-}
-
-/// Reads a stage's `--json` line out of its stdout.
+/// Reads a stage's `--json` line out of its stdout:
+/// `{"stage": "sync", "requests": 10, ..., "timeline": [{"started": ...}, ...]}`.
 fn parse_run(stdout: &str) -> Option<Run> {
     let line = stdout
         .lines()
         .rev()
         .find(|l| l.starts_with('{') && l.contains("\"stage\""))?;
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    let count = |key: &str| json.get(key)?.as_u64().map(|n| n as usize);
+    let instant = |r: &serde_json::Value, key: &str| r.get(key).and_then(serde_json::Value::as_f64);
+    let timeline = json
+        .get("timeline")
+        .and_then(serde_json::Value::as_array)
+        .map(|requests| {
+            requests
+                .iter()
+                .map(|r| Request {
+                    started: instant(r, "started"),
+                    connected: instant(r, "connected"),
+                    first_byte: instant(r, "first_byte"),
+                    finished: instant(r, "finished"),
+                    ok: r
+                        .get("ok")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Some(Run {
-        requests: json_field(line, "requests")?.parse().ok()?,
-        ok: json_field(line, "ok")?.parse().ok()?,
-        errors: json_field(line, "errors")?.parse().ok()?,
-        seconds: json_field(line, "seconds")?.parse().ok()?,
+        requests: count("requests")?,
+        ok: count("ok")?,
+        errors: count("errors")?,
+        seconds: json.get("seconds")?.as_f64()?,
+        timeline,
+        first_error: None,
     })
+}
+
+/// The first `error: ...` line of a run's output (the stages print them on
+/// stderr in the originals' output form, on stdout in the others).
+fn first_error(stdout: &str, stderr: &str) -> Option<String> {
+    stdout
+        .lines()
+        .chain(stderr.lines())
+        .find(|l| l.starts_with("error: "))
+        .map(str::to_string)
 }
 
 /// Runs one stage (a built example, or `python3 <file>`) and reads its
@@ -162,15 +209,19 @@ fn run_stage(mut command: Command, label: &str) -> Result<(Run, String), String>
         .output()
         .map_err(|e| format!("{label}: cannot start: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
     match parse_run(&stdout) {
-        Some(run) => Ok((run, stdout.into_owned())),
+        Some(mut run) => {
+            run.first_error = first_error(&stdout, &stderr);
+            Ok((run, stdout.into_owned()))
+        }
         None => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let last = stderr.lines().last().unwrap_or("");
-            Err(format!(
-                "{label}: no --json line (exit status {}) {last}",
-                output.status
-            ))
+            let status = match output.status.code() {
+                Some(code) => format!("exit status {code}"),
+                None => output.status.to_string(),
+            };
+            let last = stderr.lines().last().unwrap_or("(nothing on stderr)");
+            Err(format!("{label}: no --json line ({status}): {last}"))
         }
     }
 }
@@ -198,24 +249,126 @@ fn build_stages(stages: &[&str], dir: &Path) {
         "release" => args.push("--release".into()),
         other => args.extend(["--profile".into(), other.to_string()]),
     }
-    for stage in stages {
-        // A stage whose source is not in this checkout cannot be built.
-        if manifest_dir.join(format!("examples/{stage}.rs")).exists() {
-            args.extend(["--example".into(), stage.to_string()]);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // A stage whose source is not in this checkout cannot be built.
+    let buildable: Vec<&&str> = stages
+        .iter()
+        .filter(|stage| manifest_dir.join(format!("examples/{stage}.rs")).exists())
+        .collect();
+    eprintln!(
+        "ladder: building the stages ({cargo} {} --example NAME; what cargo built before is reused)",
+        args.join(" ")
+    );
+    // One stage at a time, so the wait says what it is waiting for: the
+    // first one also builds the library, the others only link.
+    for (k, stage) in buildable.iter().enumerate() {
+        let started = Instant::now();
+        eprint!(
+            "ladder: building {stage} ({}/{}) ...",
+            k + 1,
+            buildable.len()
+        );
+        let _ = std::io::stderr().flush();
+        let status = Command::new(&cargo)
+            .args(&args)
+            .args(["--example", stage])
+            .arg("--manifest-path")
+            .arg(manifest_dir.join("Cargo.toml"))
+            .status();
+        match status {
+            Ok(s) if s.success() => eprintln!(" {:.1} s", started.elapsed().as_secs_f64()),
+            Ok(s) => eprintln!(" the build failed ({s}); running what is built"),
+            Err(e) => eprintln!(" cannot run cargo ({e}); running what is built"),
         }
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    eprintln!("ladder: building the stages: {cargo} {}", args.join(" "));
-    let status = Command::new(&cargo)
-        .args(&args)
-        .arg("--manifest-path")
-        .arg(manifest_dir.join("Cargo.toml"))
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => eprintln!("ladder: the build failed ({s}); running what is built"),
-        Err(e) => eprintln!("ladder: cannot run cargo ({e}); running what is built"),
+}
+
+/// The HTML page's trace: the generator stage run on 3 URLs of the same
+/// server with `--trace --svg`; its chain picture and its trace lines, or
+/// why there are none.
+fn trace_chain(dir: &Path, template: &str, timeout: f64) -> Result<(String, String), String> {
+    let exe = dir.join("generator");
+    if !exe.exists() {
+        return Err(format!("generator is not built ({})", exe.display()));
     }
+    let file =
+        std::env::temp_dir().join(format!("pyfiber-ladder-{}-chain.svg", std::process::id()));
+    let output = Command::new(&exe)
+        .args([
+            "--urls", "3", "--trace", "--format", "lines", "--url", template,
+        ])
+        .arg("--timeout")
+        .arg(timeout.to_string())
+        .arg("--svg")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start generator: {e}"))?;
+    let svg = std::fs::read_to_string(&file);
+    let _ = std::fs::remove_file(&file);
+    let svg = svg.map_err(|e| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        format!("generator --trace --svg: {e}: {}", stderr.trim())
+    })?;
+    Ok((svg, String::from_utf8_lossy(&output.stdout).into_owned()))
+}
+
+/// `&`, `<`, `>` and `"` as HTML entities.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `--html`: one page with the table, the timeline picture and the
+/// generator stage's trace (its chain picture and its lines).
+fn html_page(
+    rows: &[Row],
+    urls: usize,
+    picture: &str,
+    chain: &Result<(String, String), String>,
+) -> String {
+    let mut table = String::from(
+        "<table>\n<tr><th>stage</th><th>mirrors</th><th>requests</th><th>ok</th><th>errors</th><th>seconds</th><th>first error</th></tr>\n",
+    );
+    for (stage, rust, _, _) in rows {
+        let cells = match rust {
+            Ok(r) => format!(
+                "<td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td><td>{}</td>",
+                r.requests,
+                r.ok,
+                r.errors,
+                r.seconds,
+                escape(r.first_error.as_deref().unwrap_or(""))
+            ),
+            Err(e) => format!("<td colspan=\"4\">failed</td><td>{}</td>", escape(e)),
+        };
+        table.push_str(&format!(
+            "<tr><td>{stage}</td><td>{stage}.py</td>{cells}</tr>\n"
+        ));
+    }
+    table.push_str("</table>\n");
+    let trace = match chain {
+        Ok((svg, lines)) => {
+            let lines: String = lines
+                .lines()
+                .filter(|l| l.starts_with("trace: ") || l.starts_with("result: "))
+                .map(|l| format!("{}\n", escape(l)))
+                .collect();
+            format!("<div class=\"picture\">{svg}</div>\n<pre>{lines}</pre>\n")
+        }
+        Err(e) => format!("<p>No trace: {}</p>\n", escape(e)),
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>pyfiber ladder</title>\n\
+         <style>body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; }} \
+         td, th {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }} \
+         td:first-child, td:nth-child(2), td:last-child {{ text-align: left; }} pre {{ background: #f6f6f6; padding: 1em; }}</style>\n\
+         </head>\n<body>\n<h1>The ladder: {urls} URLs, sync → async/await</h1>\n{table}\
+         <h2>Every request of every stage</h2>\n<div class=\"picture\">{picture}</div>\n\
+         <h2>One stage's trace: generator.py, 3 URLs</h2>\n{trace}</body>\n</html>\n"
+    )
 }
 
 fn main() -> ExitCode {
@@ -229,9 +382,11 @@ fn main() -> ExitCode {
             cli.delay
         ));
     }
-    if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
+    // The stages' own rule (examples/common): a timeout they would refuse
+    // is refused here, before eight of them fail one after another.
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= 86400.0) {
         fail(format!(
-            "--timeout must be more than 0, got {}",
+            "--timeout must be more than 0 and at most 86400 seconds, got {}",
             cli.timeout
         ));
     }
@@ -408,6 +563,7 @@ fn main() -> ExitCode {
         .iter()
         .find(|(s, _, _, _)| *s == "sync")
         .and_then(|(_, r, _, _)| r.as_ref().ok())
+        .filter(|r| r.complete(cli.urls))
         .map(|r| r.seconds);
     let mut all_ok = true;
     let mut problems = Vec::new();
@@ -415,8 +571,8 @@ fn main() -> ExitCode {
     if !cli.json {
         let _ = write!(
             out,
-            "{:<12} {:<15} {:>8} {:>6} {:>11} {:>9}",
-            "stage", "mirrors", "requests", "ok", "seconds", "speed-up"
+            "{:<12} {:<15} {:>8} {:>6} {:>6} {:>11} {:>9}",
+            "stage", "mirrors", "requests", "ok", "errors", "seconds", "speed-up"
         );
         if cli.python {
             let _ = write!(out, " {:>11} {:>12}", "python (s)", "rust/python");
@@ -425,8 +581,9 @@ fn main() -> ExitCode {
     }
     for (stage, rust, python, original_rows) in &rows {
         let mirrors = format!("{stage}.py");
+        // A time is comparable only when every URL got a result.
         let speedup = match (&rust, sync_seconds) {
-            (Ok(r), Some(s)) if r.seconds > 0.0 => Some(s / r.seconds),
+            (Ok(r), Some(s)) if r.seconds > 0.0 && r.complete(cli.urls) => Some(s / r.seconds),
             _ => None,
         };
         if let Err(e) = rust {
@@ -456,10 +613,18 @@ fn main() -> ExitCode {
         if cli.json {
             let mut line = format!("{{\"stage\": \"{stage}\", \"mirrors\": \"{mirrors}\"");
             match rust {
-                Ok(r) => line.push_str(&format!(
-                    ", \"requests\": {}, \"ok\": {}, \"errors\": {}, \"seconds\": {:.6}",
-                    r.requests, r.ok, r.errors, r.seconds
-                )),
+                Ok(r) => {
+                    line.push_str(&format!(
+                        ", \"requests\": {}, \"ok\": {}, \"errors\": {}, \"seconds\": {:.6}",
+                        r.requests, r.ok, r.errors, r.seconds
+                    ));
+                    if let Some(e) = &r.first_error {
+                        let e = serde_json::Value::from(e.as_str());
+                        line.push_str(&format!(", \"first_error\": {e}"));
+                    }
+                    let timeline: Vec<String> = r.timeline.iter().map(Request::to_json).collect();
+                    line.push_str(&format!(", \"timeline\": [{}]", timeline.join(", ")));
+                }
                 Err(_) => line.push_str(&format!(
                     ", \"requests\": {}, \"ok\": 0, \"errors\": null, \"seconds\": null",
                     cli.urls
@@ -486,18 +651,19 @@ fn main() -> ExitCode {
                 let _ = writeln!(out, "{}", originals::json(row));
             }
         } else {
-            let (requests, ok, seconds) = match rust {
+            let (requests, ok, errors, seconds) = match rust {
                 Ok(r) => (
                     r.requests.to_string(),
                     r.ok.to_string(),
+                    r.errors.to_string(),
                     format!("{:.6}", r.seconds),
                 ),
-                Err(_) => ("-".into(), "-".into(), "failed".into()),
+                Err(_) => ("-".into(), "-".into(), "-".into(), "failed".into()),
             };
             let speedup = speedup.map_or("-".to_string(), |s| format!("{s:.1}x"));
             let _ = write!(
                 out,
-                "{stage:<12} {mirrors:<15} {requests:>8} {ok:>6} {seconds:>11} {speedup:>9}"
+                "{stage:<12} {mirrors:<15} {requests:>8} {ok:>6} {errors:>6} {seconds:>11} {speedup:>9}"
             );
             if cli.python {
                 let p = python_seconds.map_or("-".to_string(), |p| format!("{p:.6}"));
@@ -505,6 +671,18 @@ fn main() -> ExitCode {
                 let _ = write!(out, " {p:>11} {r:>12}");
             }
             let _ = writeln!(out);
+            // Why a stage failed, under its row: the first error it printed,
+            // or why it has no figures at all.
+            match rust {
+                Ok(r) => {
+                    if let Some(e) = &r.first_error {
+                        let _ = writeln!(out, "{:<12} first of {} errors: {e}", "", r.errors);
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "{:<12} {e}", "");
+                }
+            }
             for row in original_rows {
                 let name = format!("{}.py", row.stem);
                 let num = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
@@ -536,7 +714,45 @@ fn main() -> ExitCode {
             }
         );
     }
+    // The lesson is a shape: every stage's requests on one time axis.
+    let timelines: Vec<StageTimeline> = rows
+        .iter()
+        .filter_map(|(stage, rust, _, _)| {
+            let r = rust.as_ref().ok()?;
+            Some(StageTimeline {
+                stage: stage.to_string(),
+                mirrors: format!("{stage}.py"),
+                seconds: r.seconds,
+                requests: r.timeline.clone(),
+            })
+        })
+        .collect();
+    if !cli.json && !timelines.is_empty() {
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse::<usize>().ok())
+            .unwrap_or(80)
+            .saturating_sub(20)
+            .clamp(20, 160);
+        let _ = writeln!(out);
+        let _ = write!(out, "{}", timeline::terminal(&timelines, width, colour));
+    }
     drop(out);
+    let picture = (cli.svg.is_some() || cli.html.is_some())
+        .then(|| timeline::svg(&timelines).unwrap_or_else(|e| fail(format!("--svg: {e}"))));
+    if let (Some(path), Some(picture)) = (&cli.svg, &picture) {
+        std::fs::write(path, picture)
+            .unwrap_or_else(|e| fail(format!("--svg {}: {e}", path.display())));
+        eprintln!("ladder: wrote {}", path.display());
+    }
+    if let (Some(path), Some(picture)) = (&cli.html, &picture) {
+        let chain = trace_chain(&dir, &template, cli.timeout);
+        let page = html_page(&rows, cli.urls, picture, &chain);
+        std::fs::write(path, page)
+            .unwrap_or_else(|e| fail(format!("--html {}: {e}", path.display())));
+        eprintln!("ladder: wrote {}", path.display());
+    }
     for p in &problems {
         eprintln!("ladder: {p}");
     }

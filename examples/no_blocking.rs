@@ -45,6 +45,7 @@ fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
             Ok(())
         }
     };
+    common::mark(&target.url, common::Mark::Started);
     let sock = Socket::new()?;
     // Every later call on this socket returns at once.
     sock.setblocking(false)?;
@@ -57,7 +58,10 @@ fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
     // We cannot know when the connection is made: keep trying to send.
     loop {
         match sock.send(get.as_bytes()) {
-            Ok(_) => break,
+            Ok(_) => {
+                common::mark(&target.url, common::Mark::Connected);
+                break;
+            }
             Err(Exception::BlockingIOError(_)) => check()?,
             Err(e) => return Err(e),
         }
@@ -67,7 +71,10 @@ fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
     loop {
         match sock.recv(4096) {
             Ok(chunk) if chunk.is_empty() => break,
-            Ok(chunk) => common::append_chunk(&mut response, &chunk)?,
+            Ok(chunk) => {
+                common::mark(&target.url, common::Mark::FirstByte);
+                common::append_chunk(&mut response, &chunk)?
+            }
             Err(Exception::BlockingIOError(_)) => check()?,
             Err(e) => return Err(e),
         }

@@ -196,6 +196,9 @@ impl ProcessPoolExecutor {
 
     /// Hands job `index` to worker `w`.
     fn give(&mut self, w: usize, index: usize, url: &str) -> std::io::Result<()> {
+        // The timeline's `started` is the hand-off; the worker's connect and
+        // first byte happen in another process and are not recorded.
+        common::mark(url, common::Mark::Started);
         let stdin = self.workers[w].stdin.as_mut().expect("open until shutdown");
         stdin.write_all(format!("{index}\t{url}\n").as_bytes())?;
         stdin.flush()

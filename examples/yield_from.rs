@@ -173,13 +173,16 @@ fn read(co: &Co<'_>, sock: &Rc<Socket>) -> PyResult<Value> {
 }
 
 /// `def read_all(sock)`: `read` until `b''`; returns the whole response.
-fn read_all(co: &Co<'_>, sock: &Rc<Socket>) -> PyResult<Value> {
+/// (`url` is not the original's: it names the request whose first byte the
+/// timeline marks.)
+fn read_all(co: &Co<'_>, sock: &Rc<Socket>, url: &str) -> PyResult<Value> {
     let mut response: Vec<u8> = Vec::new();
     let read_one = |co: &Co<'_>| {
         let sock = sock.clone();
         yield_from(co, "read", move |co| read(co, &sock))
     };
     let mut chunk = read_one(co)?; // chunk = yield from read(sock)
+    common::mark(url, common::Mark::FirstByte);
     while let Some(bytes) = chunk.as_bytes().filter(|b| !b.is_empty()) {
         common::append_chunk(&mut response, bytes)?;
         chunk = read_one(co)?;
@@ -225,12 +228,15 @@ impl Spider {
     /// sync's `fetch`, with `yield from` at each wait. `Task(spider.fetch())`
     /// in main makes the generator object that runs it.
     fn fetch(&self, co: &Co<'_>) -> PyResult<Value> {
+        common::mark(&self.url, common::Mark::Started);
         let (sock, address) = (self.sock.clone(), self.target.addr);
         yield_from(co, "connect", move |co| connect(co, &sock, address))?;
+        common::mark(&self.url, common::Mark::Connected);
         let get = self.target.request();
         self.sock.sendall(get.as_bytes())?;
         let sock = self.sock.clone();
-        let response = yield_from(co, "read_all", move |co| read_all(co, &sock))?;
+        let url = self.url.clone();
+        let response = yield_from(co, "read_all", move |co| read_all(co, &sock, &url))?;
         *self.response.borrow_mut() = response.as_bytes().unwrap_or_default().to_vec();
         remove_url(&self.url);
         self.parse();

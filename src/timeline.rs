@@ -181,13 +181,14 @@ fn axis_end(stages: &[StageTimeline]) -> f64 {
         .fold(0.001, f64::max)
 }
 
-/// Above this many requests a stage gets one row in the terminal, not one
-/// per request.
-pub const TERMINAL_ROWS_PER_REQUEST: usize = 20;
+/// Up to this many requests in all, the terminal picture has a row per
+/// request; beyond, a row per stage.
+pub const TERMINAL_ROWS_PER_REQUEST: usize = 24;
 
-/// The terminal picture: one row per request per stage (one row per stage
-/// when a stage has more than [`TERMINAL_ROWS_PER_REQUEST`] requests), on a
-/// time axis `width` columns wide shared by every stage.
+/// The terminal picture: one row per request of every stage (one row per
+/// stage when the stages have more than [`TERMINAL_ROWS_PER_REQUEST`]
+/// requests in all), on a time axis `width` columns wide shared by every
+/// stage.
 ///
 /// In a per-request row, `█` is the time the request was in flight (`▌`
 /// and `▐` a cell it filled half of) and a failed request is drawn with
@@ -209,6 +210,8 @@ pub fn terminal(stages: &[StageTimeline], width: usize, colour: bool) -> String 
     const COLOURS: [&str; 6] = [
         "\x1b[34m", "\x1b[32m", "\x1b[35m", "\x1b[36m", "\x1b[33m", "\x1b[94m",
     ];
+    let per_request =
+        stages.iter().map(|s| s.requests.len()).sum::<usize>() <= TERMINAL_ROWS_PER_REQUEST;
     let mut out = String::new();
     // The axis: 0 s on the left, the end on the right, a tick per quarter.
     let mut axis = vec![' '; width + 12];
@@ -257,7 +260,7 @@ pub fn terminal(stages: &[StageTimeline], width: usize, colour: bool) -> String 
         } else {
             ("", "")
         };
-        if stage.requests.len() <= TERMINAL_ROWS_PER_REQUEST {
+        if per_request {
             for (i, request) in stage.requests.iter().enumerate() {
                 let label = if i == 0 {
                     format!("{} #{i}", stage.stage)
@@ -463,9 +466,11 @@ pub fn svg(stages: &[StageTimeline]) -> std::io::Result<String> {
                 let (y0, y1) = (y + i as f64 * row, y + (i as f64 + 0.8) * row);
                 let parts: Vec<(f64, f64, RGBColor)> = if request.ok {
                     let connected = request.connected.unwrap_or(start).clamp(start, finish);
+                    // No first byte recorded (the process stage's workers
+                    // record none): in flight until the end.
                     let first = request
                         .first_byte
-                        .unwrap_or(connected)
+                        .unwrap_or(finish)
                         .clamp(connected, finish);
                     vec![
                         (start, connected, CONNECTING),

@@ -74,24 +74,23 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A flat JSON object line (`{"stage": "sync", "requests": 10, ...}`) as
-/// key → raw value. Fails the test if the line is not one.
+/// A JSON object line (`{"stage": "sync", "requests": 10, ...}`) as
+/// key → value, a string as its text and anything else (a number, the
+/// `"timeline"` array) as its JSON. Fails the test if the line is not one.
 fn parse_json(line: &str) -> BTreeMap<String, String> {
-    let body = line
-        .trim()
-        .strip_prefix('{')
-        .and_then(|l| l.strip_suffix('}'))
+    let value: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let object = value
+        .as_object()
         .unwrap_or_else(|| panic!("not a JSON object: {line}"));
-    body.split(", ")
-        .map(|pair| {
-            let (k, v) = pair
-                .split_once(": ")
-                .unwrap_or_else(|| panic!("bad pair {pair:?} in {line}"));
-            let k = k
-                .strip_prefix('"')
-                .and_then(|k| k.strip_suffix('"'))
-                .unwrap_or_else(|| panic!("bad key {k:?} in {line}"));
-            (k.to_string(), v.trim_matches('"').to_string())
+    object
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), v)
         })
         .collect()
 }
@@ -497,7 +496,7 @@ fn ladder_runs_every_stage_against_one_server() {
     }
     let sync: f64 = rows[0]["seconds"].parse().unwrap();
     assert!(sync >= 0.4, "sync: {sync}");
-    assert_eq!(rows[0]["speedup"], "1.000");
+    assert_eq!(rows[0]["speedup"].parse::<f64>(), Ok(1.0));
     // The event-loop stages beat sync by a wide margin.
     for row in &rows[4..] {
         let speedup: f64 = row["speedup"].parse().unwrap();
@@ -506,4 +505,155 @@ fn ladder_runs_every_stage_against_one_server() {
     // The Python twins ran against the same server: sync.py is as slow.
     let py_sync: f64 = rows[0]["python_seconds"].parse().unwrap();
     assert!(py_sync >= 0.4, "sync.py: {py_sync}");
+}
+
+/// Runs the ladder with `args` (after `--no-build` unless `build`).
+fn ladder(args: &[&str], build: bool) -> Output {
+    let mut cmd = example("ladder");
+    if !build {
+        cmd.arg("--no-build");
+    }
+    run(cmd, args).0
+}
+
+#[test]
+fn ladder_prints_the_timeline_under_the_table() {
+    let output = ladder(
+        &[
+            "--urls",
+            "3",
+            "--delay",
+            "0.2",
+            "--stages",
+            "sync,generator",
+        ],
+        false,
+    );
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}\n{}", stderr(&output));
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines.iter().position(|l| l.starts_with("stage ")).unwrap();
+    let axis = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('├'))
+        .unwrap_or_else(|| panic!("no time axis:\n{out}"));
+    assert!(
+        axis > header + 2,
+        "the timeline is not under the table:\n{out}"
+    );
+    // One row per request; not a terminal, so no colour.
+    assert!(!out.contains('\x1b'), "{out}");
+    let bar = |label: &str| -> (usize, usize) {
+        let row = lines[axis..]
+            .iter()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label:?}:\n{out}"));
+        let cells: Vec<char> = row.chars().collect();
+        let start = row.chars().position(|c| c == '█').unwrap();
+        let end = cells.len() - cells.iter().rev().position(|&c| c == '█').unwrap();
+        (start, end)
+    };
+    // sync's third request starts after its first ended; generator's all
+    // start together, at the left.
+    let (s0, e0) = bar("sync #0");
+    let (s2, _) = bar("#2");
+    assert!(s2 >= e0 && s0 < s2, "{out}");
+    let (g0, _) = bar("generator #0");
+    assert!(g0 <= s0 + 1, "{out}");
+}
+
+#[test]
+fn ladder_json_carries_each_requests_instants() {
+    let output = ladder(
+        &[
+            "--urls",
+            "3",
+            "--delay",
+            "0.1",
+            "--stages",
+            "sync,generator",
+            "--json",
+        ],
+        false,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    for line in stdout(&output).lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let timeline = row["timeline"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(timeline.len(), 3, "{line}");
+        for r in timeline {
+            let at = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("no {k} in {line}"));
+            assert!(at("started") <= at("connected"), "{line}");
+            assert!(at("connected") <= at("first_byte"), "{line}");
+            assert!(at("first_byte") <= at("finished"), "{line}");
+            // The server's delay lies between the connect and the first byte.
+            assert!(at("first_byte") - at("connected") >= 0.09, "{line}");
+            assert_eq!(r["ok"], true, "{line}");
+        }
+    }
+}
+
+#[test]
+fn ladder_says_why_a_stage_failed_and_gives_it_no_speedup() {
+    let template = format!("http://127.0.0.1:{}/s?wd={{}}", refused_port());
+    let output = ladder(
+        &[
+            "--urls",
+            "2",
+            "--url",
+            &template,
+            "--stages",
+            "sync,generator",
+        ],
+        false,
+    );
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    for stage in ["sync", "generator"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{stage} ")))
+            .unwrap_or_else(|| panic!("no {stage} row:\n{out}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // stage, mirrors, requests, ok, errors, seconds, speed-up
+        assert_eq!(cells[2..5], ["2", "0", "2"], "{row}");
+        assert_eq!(cells[6], "-", "a speed-up for a failed stage: {row}");
+    }
+    let reasons: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("first of 2 errors: error: "))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{out}");
+    assert!(reasons[0].contains("ConnectionRefusedError"), "{out}");
+}
+
+#[test]
+fn ladder_refuses_a_timeout_the_stages_would_refuse_before_running() {
+    for timeout in ["0", "100000", "nan"] {
+        let started = Instant::now();
+        let output = ladder(&["--urls", "2", "--timeout", timeout], true);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "--timeout {timeout}: {err}");
+        assert!(
+            err.contains("--timeout must be more than 0 and at most 86400 seconds"),
+            "{err}"
+        );
+        // Refused before building or running anything.
+        assert!(!err.contains("building"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn ladder_says_which_stage_it_builds() {
+    let output = ladder(
+        &["--urls", "1", "--delay", "0", "--stages", "sync,thread"],
+        true,
+    );
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("ladder: building sync (1/2) ..."), "{err}");
+    assert!(err.contains("ladder: building thread (2/2) ..."), "{err}");
 }

@@ -343,11 +343,18 @@ fn json_rows(stdout: &str) -> Vec<std::collections::BTreeMap<String, String>> {
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|line| {
-            let body = &line[1..line.len() - 1];
-            let field = regex::Regex::new(r#""([a-z_]+)": ("(?:[^"\\]|\\.)*"|[^,]+)"#).unwrap();
-            field
-                .captures_iter(body)
-                .map(|c| (c[1].to_string(), c[2].trim_matches('"').to_string()))
+            let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            value
+                .as_object()
+                .expect("a JSON object")
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
                 .collect()
         })
         .collect()

@@ -235,20 +235,105 @@ fn the_chain_of_a_real_run_is_drawn_in_the_tutorials_order() {
 }
 
 #[test]
-fn svg_needs_trace_and_few_urls() {
-    for (args, needle) in [
-        (
-            &["--svg", "x.svg"][..],
-            "--svg draws the traced run: add --trace",
-        ),
-        (
-            &["--trace", "--svg", "x.svg", "--urls", "50"][..],
-            "use --urls 10 or fewer",
-        ),
-    ] {
-        let output = example("generator").args(args).output().unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+fn the_chain_refuses_many_urls() {
+    let output = example("generator")
+        .args(["--trace", "--svg", "x.svg", "--urls", "50"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("use --urls 10 or fewer"), "{stderr}");
+}
+
+#[test]
+fn a_stage_alone_draws_its_own_timeline() {
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("thread_alone.svg");
+    let output = example("thread")
+        .args(["--urls", "4", "--delay", "0.2", "--workers", "2", "--svg"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let svg = std::fs::read_to_string(&file).unwrap();
+    let found = bars(&render(&svg, "thread_alone"));
+    assert_eq!(found.len(), 1 + 4, "{found:?}");
+    // Two workers: two lanes, #0 and #1 first, #2 and #3 after them.
+    let b = &found[1..];
+    assert!(b[0].0.abs_diff(b[1].0) <= 2, "{b:?}");
+    assert!(b[2].0 + 1 >= b[0].1.min(b[1].1), "{b:?}");
+    assert!(b[3].0 + 1 >= b[0].1.min(b[1].1), "{b:?}");
+}
+
+#[test]
+fn the_ladders_picture_shows_the_staircase_and_the_stack() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let (svg_file, html_file) = (dir.join("ladder.svg"), dir.join("ladder.html"));
+    let output = example("ladder")
+        .args([
+            "--no-build",
+            "--urls",
+            "4",
+            "--delay",
+            "0.2",
+            "--stages",
+            "sync,generator",
+        ])
+        .arg("--svg")
+        .arg(&svg_file)
+        .arg("--html")
+        .arg(&html_file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg_file).unwrap();
+    let labels = texts(&svg);
+    for label in ["sync", "generator"] {
+        assert!(
+            labels.iter().any(|t| t == label),
+            "no {label:?} in {labels:?}"
+        );
     }
+    // Each band says its file and its time (at least 4 × 0.2 s for sync).
+    let sync_label = labels.iter().find(|t| t.starts_with("sync.py  ")).unwrap();
+    let sync_seconds: f64 = sync_label["sync.py  ".len()..]
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap_or_else(|_| panic!("{sync_label:?}"));
+    assert!(sync_seconds >= 0.8, "{sync_label:?}");
+    let pixmap = render(&svg, "ladder");
+    let found = bars(&pixmap);
+    assert_eq!(found.len(), 1 + 8, "bars: {found:?}");
+    let (sync, generator) = found[1..].split_at(4);
+    // sync: each request after the one before, never two at once.
+    for pair in sync.windows(2) {
+        assert!(pair[0].1 <= pair[1].0 + 1, "sync's bars overlap: {sync:?}");
+    }
+    // generator: all four in flight at once, over most of a delay.
+    let common_start = generator.iter().map(|b| b.0).max().unwrap();
+    let common_end = generator.iter().map(|b| b.1).min().unwrap();
+    let one_delay = sync[0].1 - sync[0].0;
+    assert!(
+        common_end > common_start + one_delay / 2,
+        "generator's bars do not overlap: {generator:?} (one delay is {one_delay} px)"
+    );
+
+    // The page: the table, the picture and the generator's traced chain.
+    let html = std::fs::read_to_string(&html_file).unwrap();
+    assert!(
+        html.contains("<td>generator</td><td>generator.py</td><td>4</td><td>4</td>"),
+        "{html}"
+    );
+    assert_eq!(html.matches("<svg").count(), 2, "two pictures");
+    assert!(html.contains("trace: select -&gt; [fd="), "no trace lines");
+    assert!(html.contains("ready: on_readable()"), "no chain picture");
 }

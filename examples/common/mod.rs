@@ -39,6 +39,7 @@
 // not dead code.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use pyfiber::net::{self, Socket};
 use pyfiber::server::{self, ServerConfig, ServerHandle};
+pub use pyfiber::timeline::Mark;
+use pyfiber::timeline::Recorder;
 use pyfiber::value::str_repr;
 use pyfiber::{trace, Exception, OsError, PyResult};
 
@@ -72,7 +75,9 @@ pub struct Args {
     /// Task.step, ...), in the line format the Python twins print.
     #[arg(long)]
     pub trace: bool,
-    /// End with one JSON line: {"stage", "requests", "ok", "errors", "seconds"}.
+    /// End with one JSON line: {"stage", "requests", "ok", "errors",
+    /// "seconds", "timeline"}; the timeline has each request's started,
+    /// connected, first_byte and finished seconds.
     #[arg(long)]
     pub json: bool,
     /// What to print: the original's output (`print(results)`), one line
@@ -82,9 +87,10 @@ pub struct Args {
     /// Seconds one request may take before it fails with TimeoutError.
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub timeout: f64,
-    /// With --trace: also draw the traced run as a sequence diagram (lanes
-    /// for the loop/selector, the selector callback, the Future, Task.step
-    /// and the generator) into FILE, an SVG. Best with 2 or 3 URLs.
+    /// Draw the run into FILE, an SVG: one bar per request (started →
+    /// finished); with --trace, the traced run as a sequence diagram instead
+    /// (lanes for the loop/selector, the selector callback, the Future,
+    /// Task.step and the generator; best with 2 or 3 URLs).
     #[arg(long, value_name = "FILE")]
     pub svg: Option<std::path::PathBuf>,
 }
@@ -205,6 +211,31 @@ pub struct Stage {
     start: Instant,
 }
 
+/// The run's per-request instants, and which request each URL is (its
+/// first occurrence): set by [`Stage::start`], so the clock is the stage's.
+static TIMELINE: OnceLock<(Recorder, HashMap<String, usize>)> = OnceLock::new();
+
+/// `time.time()` at one of a request's moments (started, connected, first
+/// byte) for the `"timeline"` of the `--json` line and `--svg`; the outcome
+/// (in [`Results::append`] / [`print_result`]) marks when it finished. A
+/// no-op where no stage runs (a process worker).
+pub fn mark(url: &str, mark: Mark) {
+    if let Some((recorder, index)) = TIMELINE.get() {
+        if let Some(&i) = index.get(url) {
+            recorder.mark(i, mark);
+        }
+    }
+}
+
+/// Marks `url`'s outcome: finished now, with a result or an error.
+fn mark_finished(url: &str, ok: bool) {
+    if let Some((recorder, index)) = TIMELINE.get() {
+        if let Some(&i) = index.get(url) {
+            recorder.finish(i, ok);
+        }
+    }
+}
+
 static OK: AtomicUsize = AtomicUsize::new(0);
 static ERRORS: AtomicUsize = AtomicUsize::new(0);
 
@@ -257,10 +288,7 @@ impl Stage {
                 args.timeout
             ));
         }
-        if args.svg.is_some() && !args.trace {
-            fail("--svg draws the traced run: add --trace");
-        }
-        if args.svg.is_some() && args.urls > MAX_CHAIN_URLS {
+        if args.svg.is_some() && args.trace && args.urls > MAX_CHAIN_URLS {
             fail(format!(
                 "--trace --svg draws one row per step of every URL: use --urls {MAX_CHAIN_URLS} or fewer (2 or 3 read best), got {}",
                 args.urls
@@ -315,13 +343,21 @@ impl Stage {
 
         trace::set_enabled(args.trace);
         let _ = FORMAT.set(args.format);
-        trace::record(args.svg.is_some());
+        trace::record(args.svg.is_some() && args.trace);
+        let start = Instant::now();
+        let index = targets
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, t)| (t.url.clone(), i))
+            .collect();
+        let _ = TIMELINE.set((Recorder::new(targets.len(), start), index));
         Stage {
             name,
             args,
             targets,
             server,
-            start: Instant::now(),
+            start,
         }
     }
 
@@ -355,14 +391,22 @@ impl Stage {
             ));
         }
         if self.args.json {
+            let timeline = TIMELINE
+                .get()
+                .map_or("[]".to_string(), |(r, _)| r.to_json());
             say(format_args!(
-                "{{\"stage\": \"{}\", \"requests\": {n}, \"ok\": {ok}, \"errors\": {errors}, \"seconds\": {seconds:.6}}}",
+                "{{\"stage\": \"{}\", \"requests\": {n}, \"ok\": {ok}, \"errors\": {errors}, \"seconds\": {seconds:.6}, \"timeline\": {timeline}}}",
                 self.name
             ));
         }
         flush();
         if let Some(path) = &self.args.svg {
-            if let Err(e) = draw_chain(self.name, n, &traced, path) {
+            let drawn = if self.args.trace {
+                draw_chain(self.name, n, &traced, path)
+            } else {
+                draw_timeline(self.name, seconds, path)
+            };
+            if let Err(e) = drawn {
                 eprintln!("error: --svg {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
@@ -398,6 +442,20 @@ fn draw_chain(
     );
     std::fs::write(path, pyfiber::chain::svg(&title, &steps)?)?;
     eprintln!("wrote {}: {} steps", path.display(), steps.len());
+    Ok(())
+}
+
+/// `--svg FILE` without `--trace`: this stage's bar per request.
+fn draw_timeline(stage: &str, seconds: f64, path: &std::path::Path) -> std::io::Result<()> {
+    let requests = TIMELINE.get().map_or(Vec::new(), |(r, _)| r.requests());
+    let picture = pyfiber::timeline::svg(&[pyfiber::timeline::StageTimeline {
+        stage: stage.to_string(),
+        mirrors: format!("{stage}.py"),
+        seconds,
+        requests,
+    }])?;
+    std::fs::write(path, picture)?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 
@@ -463,6 +521,7 @@ fn tuple_repr(url: &str, title: &Option<String>) -> String {
 /// Returns the title when the outcome is a result kept for `original`.
 fn count(url: &str, outcome: Outcome) -> Option<Option<String>> {
     let original = format() == Format::Original;
+    mark_finished(url, outcome.is_ok());
     match outcome {
         Ok(title) => {
             OK.fetch_add(1, Ordering::SeqCst);
@@ -594,6 +653,7 @@ pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>>
             .filter(|left| !left.is_zero())
             .ok_or_else(timed_out)
     };
+    mark(&target.url, Mark::Started);
     let sock = Socket::new()?;
     let raw = sock.as_socket2();
     // Blocks until the connection is made.
@@ -602,6 +662,7 @@ pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>>
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => timed_out(),
             _ => Exception::from(e),
         })?;
+    mark(&target.url, Mark::Connected);
     raw.set_write_timeout(Some(remaining()?))?;
     sock.sendall(target.request().as_bytes())
         .map_err(|e| match e {
@@ -616,6 +677,7 @@ pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>>
         if chunk.is_empty() {
             break;
         }
+        mark(&target.url, Mark::FirstByte);
         append_chunk(&mut response, &chunk)?;
     }
     Ok(response)
