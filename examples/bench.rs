@@ -151,7 +151,7 @@ fn time_send(budget: Budget, g: &Generator) -> f64 {
 }
 
 fn one_yield(co: &Co) -> PyResult<Value> {
-    co.yield_(1)?;
+    co.yield_(1.into())?;
     Ok(Value::None)
 }
 

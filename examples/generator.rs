@@ -133,7 +133,7 @@ impl Spider {
             EVENT_WRITE,
             callback(move || on_connected(&f)),
         )?;
-        let connected = co.yield_(future); // yield future
+        let connected = co.yield_(future.into()); // yield future
 
         selector.unregister(self.sock.fileno())?;
         connected?;
@@ -148,7 +148,7 @@ impl Spider {
 
             fn on_readable(future: &Future, sock: &Socket) {
                 match sock.recv(BUFFERSIZE) {
-                    Ok(chunk) => future.set_result(chunk),
+                    Ok(chunk) => future.set_result(chunk.into()),
                     // A reset: Task.step throws it into fetch at its yield.
                     Err(e) => future.set_exception(e),
                 }
@@ -160,7 +160,7 @@ impl Spider {
                 EVENT_READ,
                 callback(move || on_readable(&f, &sock)),
             )?;
-            let chunk = co.yield_(future); // chunk = yield future
+            let chunk = co.yield_(future.into()); // chunk = yield future
             selector.unregister(self.sock.fileno())?;
             let chunk = chunk?;
             let chunk = chunk.as_bytes().unwrap_or_default();

@@ -155,7 +155,7 @@ fn read(co: &Co<'_>, sock: &Rc<Socket>) -> PyResult<Value> {
 
     fn on_readable(future: &Future, sock: &Socket) {
         match sock.recv(BUFFERSIZE) {
-            Ok(chunk) => future.set_result(chunk),
+            Ok(chunk) => future.set_result(chunk.into()),
             // A reset: Task.step throws it in at the innermost `yield from`.
             Err(e) => future.set_exception(e),
         }

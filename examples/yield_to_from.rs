@@ -41,7 +41,7 @@ fn gen_body(co: &Co) -> PyResult<Value> {
     loop {
         // Endless unless the caller sends FLAG.
         println!("子生成器--要返回的值: {k}");
-        let t = co.yield_(k)?; // pause here; send()/next() resumes with t
+        let t = co.yield_(k.into())?; // pause here; send()/next() resumes with t
         println!("子生成器--接受到的值: {t}");
         // Python compares identity (`t is flag`); the interned "stop" makes
         // that the same as comparing the text.
@@ -76,11 +76,11 @@ fn proxy_gen(same_fiber: bool) -> Generator {
 /// 调用方1: drives `gen` without a delegator.
 fn main1() -> PyResult<()> {
     let g = gen();
-    println!("{}", g.send(())?);
-    println!("{}", g.send(1)?);
+    println!("{}", g.send(Value::None)?);
+    println!("{}", g.send(1.into())?);
     println!("{}", g.next()?);
     // Without a delegator we catch the end ourselves.
-    match g.send(FLAG) {
+    match g.send(FLAG.into()) {
         Ok(v) => println!("{v}"),
         Err(Exception::StopIteration(value)) => {
             println!("StopIteration");
@@ -94,27 +94,27 @@ fn main1() -> PyResult<()> {
 /// 调用方2: sends through `proxy_gen`.
 fn main2(same_fiber: bool) -> PyResult<()> {
     let g = proxy_gen(same_fiber);
-    g.send(())?; // start it first: a non-None send would be a TypeError
+    g.send(Value::None)?; // start it first: a non-None send would be a TypeError
     for k in 0..M {
         println!("调用方--要发送的值: {k}");
-        let received = g.send(k)?;
+        let received = g.send(k.into())?;
         println!("调用方--接受到的值: {received}");
         println!("--------------------");
     }
-    g.send(FLAG)?; // tells the endless gen to finish
+    g.send(FLAG.into())?; // tells the endless gen to finish
     Ok(())
 }
 
 /// 调用方3: a `for` loop that also sends; endless, so it stops after `rounds`.
 fn main3(same_fiber: bool, rounds: u64) -> PyResult<()> {
     let g = proxy_gen(same_fiber);
-    g.send(())?;
+    g.send(Value::None)?;
     let mut done = 0;
     for k in g.clone() {
         // each round's next(g) is g.send(None)
         let k = k?;
         println!("调用方--接受到的值: {k}");
-        let sent = g.send("m")?;
+        let sent = g.send("m".into())?;
         println!("调用方--要发送的值: {sent}");
         println!("调用方--接受到的值: {k}");
         println!("--------------------");

@@ -865,7 +865,7 @@ pub fn wrap_future(future: &crate::Future) -> impl Future<Output = PyResult<crat
         if !armed {
             armed = true;
             let signal = signal.clone();
-            future.add_done_callback(move |_| signal.fire());
+            future.add_done_callback(Box::new(move |_| signal.fire()));
         }
         Poll::Pending
     })

@@ -432,7 +432,7 @@ impl Connection {
         self.arm(
             EVENT_READ,
             callback(move || match sock.recv(4096) {
-                Ok(chunk) => on_readable.set_result(chunk),
+                Ok(chunk) => on_readable.set_result(chunk.into()),
                 // Readiness that vanished: stay registered and wait again.
                 Err(Exception::BlockingIOError(_)) => {}
                 Err(e) => on_readable.set_exception(e),

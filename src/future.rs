@@ -14,8 +14,8 @@
 //! let seen = Rc::new(RefCell::new(Value::None));
 //! let f = Future::new();
 //! let s = seen.clone();
-//! f.add_done_callback(move |f| *s.borrow_mut() = f.result());
-//! f.set_result(b"HTTP/1.0 200 OK".as_slice());
+//! f.add_done_callback(Box::new(move |f: &Future| *s.borrow_mut() = f.result()));
+//! f.set_result(b"HTTP/1.0 200 OK".as_slice().into());
 //! assert_eq!(seen.borrow().as_bytes(), Some(&b"HTTP/1.0 200 OK"[..]));
 //! ```
 
@@ -29,7 +29,8 @@ use crate::generator::{Co, Generator};
 use crate::trace;
 use crate::value::{Object, Value};
 
-type DoneCallback = Box<dyn FnOnce(&Future)>;
+/// A done callback: `fn(future)`, boxed (see [`Future::add_done_callback`]).
+pub type DoneCallback = Box<dyn FnOnce(&Future)>;
 
 struct Inner {
     id: u64,
@@ -97,11 +98,17 @@ impl Future {
     /// `future.add_done_callback(fn)`: `fn(future)` runs when the result is
     /// set. On a future that is already done it runs at once (asyncio
     /// schedules it; the tutorials' Future would never run it).
-    pub fn add_done_callback(&self, callback: impl FnOnce(&Future) + 'static) {
+    ///
+    /// The callback comes boxed (`f.add_done_callback(Box::new(|f| ...))`):
+    /// a generic function is known to a debugger only by its instances'
+    /// names, and `break pyfiber::future::Future::add_done_callback` must
+    /// work as typed.
+    #[inline(never)]
+    pub fn add_done_callback(&self, callback: DoneCallback) {
         if self.done() {
             callback(self);
         } else {
-            self.0.callbacks.borrow_mut().push_back(Box::new(callback));
+            self.0.callbacks.borrow_mut().push_back(callback);
         }
     }
 
@@ -112,7 +119,11 @@ impl Future {
     /// `InvalidStateError`, but here the late caller is a selector callback
     /// racing a timeout that already settled the future, and ignoring it is
     /// what keeps the coroutine from being resumed twice.
-    pub fn set_result(&self, result: impl Into<Value>) {
+    ///
+    /// Not generic, so that `break pyfiber::future::Future::set_result`
+    /// works as typed in a debugger; callers convert with `.into()`.
+    #[inline(never)]
+    pub fn set_result(&self, result: Value) {
         if self.done() {
             trace::emit(format_args!(
                 "set_result Future-{} ignored: already done",
@@ -120,7 +131,6 @@ impl Future {
             ));
             return;
         }
-        let result = result.into();
         if trace::enabled() {
             trace::emit(format_args!(
                 "set_result Future-{} {}",
@@ -185,7 +195,7 @@ impl Future {
     pub fn __iter__(&self) -> Generator {
         let future = self.clone();
         Generator::named("__iter__", move |co| {
-            co.yield_(future.clone())?;
+            co.yield_(future.clone().into())?;
             future.outcome()
         })
     }
@@ -232,7 +242,7 @@ impl Co<'_> {
     /// future to the Task and returns what the Task sends back once the
     /// future is done (or raises what the future was failed with).
     pub fn yield_from_future(&self, future: &Future) -> PyResult<Value> {
-        self.yield_(future.clone())?;
+        self.yield_(future.clone().into())?;
         future.outcome()
     }
 }

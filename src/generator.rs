@@ -14,11 +14,11 @@
 //! //     x = yield 1
 //! //     return x * 2
 //! let g = Generator::new(|co| {
-//!     let x = co.yield_(1)?;
+//!     let x = co.yield_(1.into())?;
 //!     Ok(Value::Int(x.as_int().unwrap() * 2))
 //! });
-//! assert_eq!(g.send(()).unwrap(), Value::Int(1)); // next(g)
-//! assert_eq!(g.send(21), Err(Exception::StopIteration(Value::Int(42))));
+//! assert_eq!(g.send(Value::None).unwrap(), Value::Int(1)); // next(g)
+//! assert_eq!(g.send(21.into()), Err(Exception::StopIteration(Value::Int(42))));
 //! ```
 //!
 //! The rules of PEP 342/380/479 live in three places: [`Generator::send`],
@@ -361,10 +361,19 @@ impl Generator {
     /// a non-`None` value into a just-started generator is `TypeError` (and
     /// the generator stays usable); a running generator is `ValueError`; a
     /// closed one raises `StopIteration` at once.
-    #[inline(always)]
-    pub fn send(&self, value: impl Into<Value>) -> PyResult<Value> {
-        self.send_wire(Wire::from_value(value.into()))
-            .into_send_result()
+    ///
+    /// Not generic, so that `break pyfiber::generator::Generator::send` works
+    /// as typed in a debugger (a generic function is known to gdb and lldb
+    /// only by its instances' names, `send<i64>`, ...): callers convert with
+    /// `.into()` (`g.send(5.into())`, `Value::from(...)`). Out of line in a
+    /// debug build so the breakpoint has one place to sit and `finish` has a
+    /// frame to leave; inlined into the caller in a release build, as before
+    /// (NOTES.md, "Stepping through yield/send", says what that costs the
+    /// debugger).
+    #[cfg_attr(debug_assertions, inline(never))]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    pub fn send(&self, value: Value) -> PyResult<Value> {
+        self.send_wire(Wire::from_value(value)).into_send_result()
     }
 
     /// `send` on the value's wire form, which it keeps until the public
@@ -447,6 +456,9 @@ impl Generator {
     /// thrown into it comes back as `RuntimeError("generator raised
     /// StopIteration")`, as in CPython 3.11 (3.12 and 3.13 let it escape
     /// unchanged, CPython issue gh-152685; see NOTES.md).
+    // Out of line even in a release build: a breakpoint on the plain name
+    // always has a function to sit in, and this is not a hot path.
+    #[inline(never)]
     pub fn throw(&self, exc: Exception) -> PyResult<Value> {
         match self.0.state.get() {
             GenState::Running => Err(already_executing()),
@@ -466,6 +478,9 @@ impl Generator {
     /// `GeneratorExit` propagate, `RuntimeError("generator ignored
     /// GeneratorExit")` when it yields again, and any other exception it
     /// raises.
+    // Out of line even in a release build: a breakpoint on the plain name
+    // always has a function to sit in, and this is not a hot path.
+    #[inline(never)]
     pub fn close(&self) -> PyResult<Value> {
         match self.0.state.get() {
             GenState::Running => Err(already_executing()),
@@ -734,6 +749,7 @@ fn start_fiber(stack: DefaultStack, body: Body, generator: Weak<Inner>) -> Fiber
             generator,
             exits_received: Cell::new(0),
         };
+        // gdb: started (a body's first line is the next one it runs)
         body(&co)
     })
 }
@@ -925,11 +941,17 @@ impl Co<'_> {
     /// `next`), or `Err(exc)` when the caller `throw`s `exc` (`close()`
     /// throws `GeneratorExit`): propagate it with `?`, or handle it as an
     /// `except` clause would.
-    #[inline(always)]
-    pub fn yield_(&self, value: impl Into<Value>) -> PyResult<Value> {
+    ///
+    /// Not generic, for the debugger's sake, as [`Generator::send`]: `break
+    /// pyfiber::generator::Co::yield_` works as typed; the value is converted
+    /// by the caller (`co.yield_(f.into())`).
+    #[cfg_attr(debug_assertions, inline(never))]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    pub fn yield_(&self, value: Value) -> PyResult<Value> {
         // The common case, a plain send, straight into the result: every
         // intermediate enum a `Value` passes through is a copy in memory.
-        let w = self.yielder.suspend(Wire::from_value(value.into()));
+        let w = self.yielder.suspend(Wire::from_value(value));
+        // gdb: resumed (the body continues here; `pyfiber step` stops here)
         if w.0 == WIRE_PARCEL {
             return self.yield_parcel();
         }
@@ -1004,6 +1026,9 @@ impl Co<'_> {
     /// else: _y = _i.send(_s)            (`next(_i)` when _s is None)
     /// except StopIteration as _e: _r = _e.value
     /// ```
+    // Out of line even in a release build: a breakpoint on the plain name
+    // always has a function to sit in, and this is not a hot path.
+    #[inline(never)]
     pub fn yield_from(&self, sub: &Generator) -> PyResult<Value> {
         let _delegating = Delegating::start(&self.generator, YieldFrom::Generator(sub.clone()));
         let mut step = sub.send(Value::None);
@@ -1065,7 +1090,9 @@ impl Co<'_> {
     /// caller resumed it.
     #[inline(always)]
     fn suspend(&self, value: Value) -> Resume {
-        self.received(self.yielder.suspend(Wire::from_value(value)).into_resume())
+        let w = self.yielder.suspend(Wire::from_value(value));
+        // gdb: resumed (a `yield from` continues here; `pyfiber step` stops here)
+        self.received(w.into_resume())
     }
 
     /// The generator this body belongs to (Python: no direct equivalent; a

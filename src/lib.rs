@@ -16,7 +16,7 @@
 //! fn countdown(mut n: i64) -> Generator {
 //!     Generator::new(move |co| {
 //!         while n > 0 {
-//!             co.yield_(n)?;
+//!             co.yield_(n.into())?;
 //!             n -= 1;
 //!         }
 //!         Ok(Value::None)

@@ -20,7 +20,7 @@
 //! // def coro(): chunk = yield from f; return chunk
 //! let task = Task::new(Generator::new(move |co| co.yield_from_future(&waiting)));
 //! assert!(!task.done());
-//! f.set_result("chunk"); // a selector callback would do this
+//! f.set_result("chunk".into()); // a selector callback would do this
 //! assert_eq!(task.result(), Some(Ok(Value::from("chunk"))));
 //! ```
 
@@ -147,7 +147,7 @@ impl Task {
                     ));
                     *inner.waiting_on.borrow_mut() = Some((*next_future).clone());
                     let task = self.clone();
-                    next_future.add_done_callback(move |f| task.step(f));
+                    next_future.add_done_callback(Box::new(move |f| task.step(f)));
                 }
                 // Python: next_future.add_done_callback fails on a non-Future.
                 None => self.finish(Err(Exception::AttributeError(format!(
@@ -194,7 +194,7 @@ impl Task {
     /// the future passed holds its return value or exception.
     pub fn add_done_callback(&self, callback: impl FnOnce(&Future) + 'static) {
         self.0.retrieved.set(true);
-        self.0.finished.add_done_callback(callback);
+        self.0.finished.add_done_callback(Box::new(callback));
     }
 
     /// The coroutine this task drives.

@@ -710,7 +710,7 @@ fn a_generator_stage_future_can_be_awaited() {
     // Future settled by a loop timer wakes the task awaiting it.
     let f = pyfiber::Future::new();
     let setter = f.clone();
-    event_loop::get_event_loop().call_later(ms(20), move || setter.set_result("chunk"));
+    event_loop::get_event_loop().call_later(ms(20), move || setter.set_result("chunk".into()));
     let start = Instant::now();
     let got = aio::run(aio::wrap_future(&f)).unwrap();
     assert_eq!(got, pyfiber::Value::from("chunk"));

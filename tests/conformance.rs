@@ -357,14 +357,14 @@ mod next_send_and_return {
     pub fn rust() {
         let g = Generator::named("gen", |co| {
             out!("start");
-            let x = co.yield_(1)?;
+            let x = co.yield_(1.into())?;
             out!("got {x}");
-            let y = co.yield_(int(&x) * 2)?;
+            let y = co.yield_((int(&x) * 2).into())?;
             out!("got {y}");
             Ok("done".into())
         });
         call("next", g.next());
-        call("send 5", g.send(5));
+        call("send 5", g.send(5.into()));
         call("next", g.next());
         call("next again", g.next());
     }
@@ -385,11 +385,11 @@ mod send_none_is_next {
     pub fn rust() {
         let g = Generator::new(|co| {
             out!("running");
-            co.yield_("first")?;
-            co.yield_("second")?;
+            co.yield_("first".into())?;
+            co.yield_("second".into())?;
             Ok(Value::None)
         });
-        call("send None", g.send(()));
+        call("send None", g.send(Value::None));
         call("send None", g.send(Value::None));
     }
 }
@@ -414,15 +414,15 @@ mod send_non_none_to_just_started {
     pub fn rust() {
         let g = Generator::new(|co| {
             out!("started");
-            let x = co.yield_(1)?;
+            let x = co.yield_(1.into())?;
             out!("got {x}");
-            co.yield_(2)?;
+            co.yield_(2.into())?;
             Ok(Value::None)
         });
-        call("send 5", g.send(5));
+        call("send 5", g.send(5.into()));
         out!("{}", state(&g));
         call("next", g.next());
-        call("send 7", g.send(7));
+        call("send 7", g.send(7.into()));
         out!("{}", state(&g));
     }
 }
@@ -443,15 +443,15 @@ mod bare_yield_is_none {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            let x = co.yield_(())?;
+            let x = co.yield_(Value::None)?;
             out!("x is {x}");
-            let x = co.yield_(())?;
+            let x = co.yield_(Value::None)?;
             out!("x is {x}");
             Ok(Value::None)
         });
         call("next", g.next());
         call("next", g.next());
-        call("send 'hi'", g.send("hi"));
+        call("send 'hi'", g.send("hi".into()));
     }
 }
 
@@ -471,7 +471,7 @@ mod return_value_in_stop_iteration {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(42.into())
         });
         g.next().unwrap();
@@ -496,7 +496,7 @@ mod bare_return_stop_iteration_none {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         g.next().unwrap();
@@ -524,14 +524,14 @@ mod closed_generator_send_raises_stop_iteration {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok("r".into())
         });
         call("next", g.next());
         call("next", g.next());
         call("next", g.next());
-        call("send 5", g.send(5));
-        call("send None", g.send(()));
+        call("send 5", g.send(5.into()));
+        call("send None", g.send(Value::None));
         out!("{}", state(&g));
     }
 }
@@ -552,7 +552,7 @@ mod for_loop_and_list {
     fn squares(n: i64) -> Generator {
         Generator::named("squares", move |co| {
             for i in 0..n {
-                co.yield_(i * i)?;
+                co.yield_((i * i).into())?;
             }
             Ok("ignored by for".into())
         })
@@ -581,7 +581,7 @@ mod states_through_life {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         let show = |g: &Generator| {
@@ -625,7 +625,7 @@ mod state_inside_body_is_running {
                     if me.gi_suspended() { "True" } else { "False" }
                 );
             }
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         me.next().unwrap();
@@ -657,13 +657,13 @@ mod reentrant_send_is_value_error {
     "#;
     pub fn rust() {
         let me = Generator::new(|co| {
-            match co.generator().unwrap().send(()) {
+            match co.generator().unwrap().send(Value::None) {
                 Err(e @ Exception::ValueError(_)) => out!("inside: {}", e.line()),
                 other => {
                     other?;
                 }
             }
-            co.yield_("after")?;
+            co.yield_("after".into())?;
             out!("resumed");
             Ok(Value::None)
         });
@@ -689,9 +689,9 @@ mod reentrant_uncaught_closes {
     "#;
     pub fn rust() {
         let me = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             co.generator().unwrap().next()?;
-            co.yield_(2)?;
+            co.yield_(2.into())?;
             Ok(Value::None)
         });
         call("next", me.next());
@@ -731,7 +731,7 @@ mod reentrant_throw_and_close {
                     out!("close: {}", e.line());
                 }
             }
-            co.yield_("still fine")?;
+            co.yield_("still fine".into())?;
             Ok(Value::None)
         });
         call("next", me.next());
@@ -765,7 +765,7 @@ mod throw_caught_yields_next {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| loop {
-            match co.yield_("ready") {
+            match co.yield_("ready".into()) {
                 Ok(x) => out!("got {x}"),
                 Err(e @ Exception::ValueError(_)) => out!("caught {}", e.line()),
                 Err(e) => return Err(e),
@@ -776,7 +776,7 @@ mod throw_caught_yields_next {
             "throw ValueError",
             g.throw(Exception::ValueError("bad".into())),
         );
-        call("send 1", g.send(1));
+        call("send 1", g.send(1.into()));
         call("throw KeyError", g.throw(Exception::KeyError("k".into())));
         out!("{}", state(&g));
     }
@@ -798,9 +798,9 @@ mod throw_uncaught_closes {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             out!("never");
-            co.yield_(2)?;
+            co.yield_(2.into())?;
             Ok(Value::None)
         });
         g.next().unwrap();
@@ -826,7 +826,7 @@ mod throw_into_just_started {
     pub fn rust() {
         let g = Generator::new(|co| {
             out!("body runs");
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         call("throw", g.throw(Exception::ValueError("early".into())));
@@ -849,7 +849,7 @@ mod throw_into_finished {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         let list: Vec<Value> = g.clone().map(Result::unwrap).collect();
@@ -876,7 +876,7 @@ mod throw_caught_then_return {
     print(state(g))
     "#;
     pub fn rust() {
-        let g = Generator::new(|co| match co.yield_(1) {
+        let g = Generator::new(|co| match co.yield_(1.into()) {
             Err(Exception::ValueError(_)) => {
                 out!("handled");
                 Ok("handled value".into())
@@ -903,8 +903,8 @@ mod throw_stop_iteration_is_runtime_error {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
-            co.yield_(2)?;
+            co.yield_(1.into())?;
+            co.yield_(2.into())?;
             Ok(Value::None)
         });
         g.next().unwrap();
@@ -933,7 +933,7 @@ mod throw_stop_iteration_into_just_started {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         call("throw", g.throw(Exception::StopIteration("early".into())));
@@ -957,7 +957,7 @@ mod throw_handler_raises_other {
     print(state(g))
     "#;
     pub fn rust() {
-        let g = Generator::new(|co| match co.yield_(1) {
+        let g = Generator::new(|co| match co.yield_(1.into()) {
             Err(e @ Exception::ValueError(_)) => {
                 out!("translating {}", e.line());
                 Err(Exception::KeyError("k".into()))
@@ -986,7 +986,7 @@ mod throw_generator_exit_directly {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            let r = co.yield_(1);
+            let r = co.yield_(1.into());
             out!("cleanup");
             r?;
             Ok(Value::None)
@@ -1016,11 +1016,11 @@ mod throw_user_exception_class {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| loop {
-            match co.yield_("waiting") {
+            match co.yield_("waiting".into()) {
                 Ok(_) => {}
                 Err(e @ Exception::User { .. }) if e.name() == "MyError" => {
                     out!("mine: {}", e.line());
-                    co.yield_("recovered")?;
+                    co.yield_("recovered".into())?;
                 }
                 Err(e) => return Err(e),
             }
@@ -1054,7 +1054,7 @@ mod except_exception_skips_generator_exit {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| loop {
-            match co.yield_("waiting") {
+            match co.yield_("waiting".into()) {
                 Ok(_) => {}
                 Err(e) if e.is_exception() => out!("caught {}", e.line()),
                 Err(e) => return Err(e),
@@ -1089,7 +1089,7 @@ mod close_just_started {
     pub fn rust() {
         let g = Generator::new(|co| {
             out!("body runs");
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         call("close", g.close());
@@ -1112,7 +1112,7 @@ mod close_finished {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok("r".into())
         });
         let list: Vec<Value> = g.clone().map(Result::unwrap).collect();
@@ -1139,7 +1139,7 @@ mod close_suspended_runs_finally {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            let r = co.yield_(1);
+            let r = co.yield_(1.into());
             if r.is_ok() {
                 out!("never");
             }
@@ -1170,7 +1170,7 @@ mod close_twice {
     pub fn rust() {
         let g = Generator::new(|co| {
             let _finally = Finally("cleanup");
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         g.next().unwrap();
@@ -1201,10 +1201,10 @@ mod close_ignored_generator_exit {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            match co.yield_(1) {
+            match co.yield_(1.into()) {
                 Err(Exception::GeneratorExit) => {
                     out!("ignoring GeneratorExit");
-                    co.yield_(2)?;
+                    co.yield_(2.into())?;
                 }
                 other => {
                     other?;
@@ -1239,9 +1239,9 @@ mod close_yield_in_finally {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            let r = co.yield_(1);
+            let r = co.yield_(1.into());
             out!("finally yields");
-            co.yield_("from finally")?;
+            co.yield_("from finally".into())?;
             r.map(|_| Value::None)
         });
         g.next().unwrap();
@@ -1272,7 +1272,7 @@ mod close_returns_value_313 {
     call("close again", close313, g)
     "#;
     pub fn rust() {
-        let g = Generator::new(|co| match co.yield_(1) {
+        let g = Generator::new(|co| match co.yield_(1.into()) {
             Err(Exception::GeneratorExit) => {
                 out!("closing");
                 Ok("bye".into())
@@ -1302,7 +1302,7 @@ mod close_caught_and_returned_none {
     print(state(g))
     "#;
     pub fn rust() {
-        let g = Generator::new(|co| match co.yield_(1) {
+        let g = Generator::new(|co| match co.yield_(1.into()) {
             Err(Exception::GeneratorExit) => {
                 out!("closing quietly");
                 Ok(Value::None)
@@ -1330,7 +1330,7 @@ mod close_body_raises_other {
     print(state(g))
     "#;
     pub fn rust() {
-        let g = Generator::new(|co| match co.yield_(1) {
+        let g = Generator::new(|co| match co.yield_(1.into()) {
             Err(Exception::GeneratorExit) => Err(Exception::ValueError("refusing to close".into())),
             other => other.map(|_| Value::None),
         });
@@ -1361,7 +1361,7 @@ mod drop_suspended_runs_cleanup {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            let r = co.yield_(1);
+            let r = co.yield_(1.into());
             out!("cleanup");
             r.map(|_| Value::None)
         });
@@ -1392,13 +1392,13 @@ mod drop_suspended_runs_guard {
     pub fn rust() {
         let g = Generator::new(|co| {
             let _finally = Finally("guard dropped");
-            let x = co.yield_(1)?;
+            let x = co.yield_(1.into())?;
             out!("got {x}");
-            co.yield_(2)?;
+            co.yield_(2.into())?;
             Ok(Value::None)
         });
         g.next().unwrap();
-        g.send("v").unwrap();
+        g.send("v".into()).unwrap();
         drop(g);
         out!("after del");
     }
@@ -1422,7 +1422,7 @@ mod drop_just_started_runs_nothing {
         let g = Generator::new(|co| {
             let _finally = Finally("cleanup");
             out!("body runs");
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         drop(g);
@@ -1447,7 +1447,7 @@ mod drop_finished_runs_nothing {
     pub fn rust() {
         let g = Generator::new(|co| {
             let _finally = Finally("cleanup");
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         let list: Vec<Value> = g.clone().map(Result::unwrap).collect();
@@ -1473,7 +1473,7 @@ mod drop_body_handles_exit {
     print("after del")
     "#;
     pub fn rust() {
-        let g = Generator::new(|co| match co.yield_(1) {
+        let g = Generator::new(|co| match co.yield_(1.into()) {
             Err(Exception::GeneratorExit) => {
                 out!("finalizing");
                 Ok("unused".into())
@@ -1507,7 +1507,7 @@ mod drop_delegator_closes_chain {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         let _finally = Finally("inner cleanup");
-        co.yield_("from inner")?;
+        co.yield_("from inner".into())?;
         Ok(Value::None)
     }
     pub fn pep380() {
@@ -1551,10 +1551,10 @@ mod exception_propagates_and_closes {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             out!("dividing");
             divide(1, 0)?;
-            co.yield_(2)?;
+            co.yield_(2.into())?;
             Ok(Value::None)
         });
         call("next", g.next());
@@ -1601,7 +1601,7 @@ mod stop_iteration_in_body_pep479 {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Err(Exception::StopIteration("sneaky".into()))
         });
         call("next", g.next());
@@ -1631,7 +1631,7 @@ mod next_of_exhausted_inside_body_pep479 {
     pub fn rust() {
         let g = Generator::new(|co| {
             let e = Generator::named("empty", |_co| Ok("nothing".into()));
-            co.yield_("before")?;
+            co.yield_("before".into())?;
             let x = e.next()?;
             co.yield_(x)?;
             Ok(Value::None)
@@ -1699,7 +1699,7 @@ mod exception_from_sent_value {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            let mut key = co.yield_("key?")?;
+            let mut key = co.yield_("key?".into())?;
             loop {
                 let v = match key.as_str() {
                     Some("a") => Value::Int(1),
@@ -1709,8 +1709,8 @@ mod exception_from_sent_value {
             }
         });
         call("next", g.next());
-        call("send a", g.send("a"));
-        call("send b", g.send("b"));
+        call("send a", g.send("a".into()));
+        call("send b", g.send("b".into()));
         out!("{}", state(&g));
     }
 }
@@ -1770,9 +1770,9 @@ mod yield_from_values_sends_and_result {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         out!("inner start");
-        let x = co.yield_("i1")?;
+        let x = co.yield_("i1".into())?;
         out!("inner got {x}");
-        let y = co.yield_("i2")?;
+        let y = co.yield_("i2".into())?;
         out!("inner got {y}");
         Ok("inner result".into())
     }
@@ -1781,14 +1781,14 @@ mod yield_from_values_sends_and_result {
             out!("outer start");
             let r = via.yield_from(co, "inner", inner)?;
             out!("outer got {r}");
-            let z = co.yield_("o1")?;
+            let z = co.yield_("o1".into())?;
             out!("outer got {z}");
             Ok("outer result".into())
         });
         call("next", g.next());
-        call("send a", g.send("a"));
-        call("send b", g.send("b"));
-        call("send c", g.send("c"));
+        call("send a", g.send("a".into()));
+        call("send b", g.send("b".into()));
+        call("send c", g.send("c".into()));
     }
     pub fn pep380() {
         run(Via::Pep380)
@@ -1822,9 +1822,9 @@ mod yield_from_three_deep {
     call("send 2", g.send, 2)
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        let x = co.yield_("inner 1")?;
+        let x = co.yield_("inner 1".into())?;
         out!("inner got {x}");
-        let y = co.yield_("inner 2")?;
+        let y = co.yield_("inner 2".into())?;
         out!("inner got {y}");
         Ok("i".into())
     }
@@ -1840,8 +1840,8 @@ mod yield_from_three_deep {
             Ok(format!("{r}o").into())
         });
         call("next", g.next());
-        call("send 1", g.send(1));
-        call("send 2", g.send(2));
+        call("send 1", g.send(1.into()));
+        call("send 2", g.send(2.into()));
     }
     pub fn pep380() {
         run(Via::Pep380)
@@ -1877,11 +1877,11 @@ mod yield_from_throw_handled_innermost {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         loop {
-            match co.yield_("inner waiting") {
+            match co.yield_("inner waiting".into()) {
                 Ok(x) => out!("inner got {x}"),
                 Err(e @ Exception::ValueError(_)) => {
                     out!("inner handled {}", e.line());
-                    co.yield_("inner recovered")?;
+                    co.yield_("inner recovered".into())?;
                 }
                 Err(e) => return Err(e),
             }
@@ -1897,8 +1897,8 @@ mod yield_from_throw_handled_innermost {
         });
         call("next", g.next());
         call("throw", g.throw(Exception::ValueError("deep".into())));
-        call("send x", g.send("x"));
-        call("send y", g.send("y"));
+        call("send x", g.send("x".into()));
+        call("send y", g.send("y".into()));
         call("close", g.close());
         out!("{}", state(&g));
     }
@@ -1935,7 +1935,7 @@ mod yield_from_throw_caught_by_middle {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         let _finally = Finally("inner cleanup");
-        co.yield_("inner waiting")?;
+        co.yield_("inner waiting".into())?;
         Ok(Value::None)
     }
     fn middle(co: &Co, via: Via) -> PyResult<Value> {
@@ -1945,7 +1945,7 @@ mod yield_from_throw_caught_by_middle {
                 other?;
             }
         }
-        co.yield_("middle recovered")?;
+        co.yield_("middle recovered".into())?;
         Ok(Value::None)
     }
     fn run(via: Via) {
@@ -1992,7 +1992,7 @@ mod yield_from_close_chain_order {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         let _finally = Finally("inner cleanup");
-        co.yield_("inner")?;
+        co.yield_("inner".into())?;
         Ok(Value::None)
     }
     fn run(via: Via) {
@@ -2043,10 +2043,10 @@ mod yield_from_sub_ignores_generator_exit {
     "#;
     pub fn pep380() {
         let i = Generator::named("inner", |co| {
-            match co.yield_("inner") {
+            match co.yield_("inner".into()) {
                 Err(Exception::GeneratorExit) => {
                     out!("inner ignores GeneratorExit");
-                    co.yield_("inner still here")?;
+                    co.yield_("inner still here".into())?;
                 }
                 other => {
                     other?;
@@ -2086,7 +2086,7 @@ mod yield_from_exhausted_generator {
     "#;
     pub fn pep380() {
         let s = Generator::named("sub", |co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok("spent".into())
         });
         let list: Vec<Value> = s.clone().map(Result::unwrap).collect();
@@ -2095,7 +2095,7 @@ mod yield_from_exhausted_generator {
         let g = Generator::named("outer", move |co| {
             let r = co.yield_from(&sub)?;
             out!("yield from exhausted gave {r}");
-            co.yield_("outer own")?;
+            co.yield_("outer own".into())?;
             Ok(Value::None)
         });
         call("next", g.next());
@@ -2127,7 +2127,7 @@ mod yield_from_sub_returns_at_once {
         let g = Generator::named("outer", move |co| {
             let r = via.yield_from(co, "inner", inner)?;
             out!("got {r}");
-            co.yield_(int(&r) + 1)?;
+            co.yield_((int(&r) + 1).into())?;
             Ok(Value::None)
         });
         call("next", g.next());
@@ -2164,7 +2164,7 @@ mod yield_from_list_send_attribute_error {
         });
         call("next", g.next());
         out!("{}", yf(&g));
-        call("send 42", g.send(42));
+        call("send 42", g.send(42.into()));
         out!("{} {}", state(&g), yf(&g));
     }
 }
@@ -2191,7 +2191,7 @@ mod yield_from_range_send_attribute_error {
         call("next", g.next());
         call("next", g.next());
         out!("{}", yf(&g));
-        call("send 'x'", g.send("x"));
+        call("send 'x'", g.send("x".into()));
     }
 }
 
@@ -2209,7 +2209,7 @@ mod yield_from_list_items_and_result {
         let g = Generator::named("outer", |co| {
             let r = co.yield_from_list(vec!["a".into(), "b".into()])?;
             out!("result {r}");
-            co.yield_("c")?;
+            co.yield_("c".into())?;
             Ok(Value::None)
         });
         let list: Vec<Value> = g.map(Result::unwrap).collect();
@@ -2238,7 +2238,7 @@ mod yield_from_list_throw_lands_in_delegator {
             match co.yield_from_list(vec![1.into(), 2.into(), 3.into()]) {
                 Err(e @ Exception::ValueError(_)) => {
                     out!("outer caught {}", e.line());
-                    co.yield_("caught")?;
+                    co.yield_("caught".into())?;
                 }
                 other => {
                     other?;
@@ -2337,18 +2337,18 @@ mod gi_yieldfrom_at_each_point {
                 yf(&get(&os)),
                 yf(&get(&is))
             );
-            co.yield_("i")?;
+            co.yield_("i".into())?;
             Ok(Value::None)
         });
         let sub = i.clone();
         let o = Generator::named("outer", move |co| {
             co.yield_from(&sub)?;
             co.yield_from(&Generator::named("other", |co| {
-                co.yield_("other")?;
+                co.yield_("other".into())?;
                 Ok(Value::None)
             }))?;
             co.yield_from_list(vec!["x".into()])?;
-            co.yield_("own")?;
+            co.yield_("own".into())?;
             Ok(Value::None)
         });
         *o_slot.borrow_mut() = Some(o.clone());
@@ -2423,10 +2423,10 @@ mod states_of_chain_at_each_point {
                 py(&ms),
                 py(&is)
             );
-            match co.yield_("i1") {
+            match co.yield_("i1".into()) {
                 Err(Exception::ValueError(_)) => {
                     out!("inner handling: {}", in_body());
-                    co.yield_("i2")?;
+                    co.yield_("i2".into())?;
                 }
                 other => {
                     other?;
@@ -2473,7 +2473,7 @@ mod yield_from_delegator_catches_sub_exception {
     call("next", next, g)
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        co.yield_("inner")?;
+        co.yield_("inner".into())?;
         Err(Exception::ValueError("inner failed".into()))
     }
     fn run(via: Via) {
@@ -2484,7 +2484,7 @@ mod yield_from_delegator_catches_sub_exception {
                     other?;
                 }
             }
-            co.yield_("recovered")?;
+            co.yield_("recovered".into())?;
             Ok(Value::None)
         });
         call("next", g.next());
@@ -2520,7 +2520,7 @@ mod yield_from_close_sub_raises {
     print(state(g))
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        match co.yield_("inner") {
+        match co.yield_("inner".into()) {
             Err(Exception::GeneratorExit) => {
                 out!("inner refuses");
                 Err(Exception::ValueError("inner refuses to close".into()))
@@ -2571,7 +2571,7 @@ mod yield_from_close_sub_returns_value {
     print(state(g), state(i))
     "#;
     pub fn pep380() {
-        let i = Generator::named("inner", |co| match co.yield_("inner") {
+        let i = Generator::named("inner", |co| match co.yield_("inner".into()) {
             Err(Exception::GeneratorExit) => {
                 out!("inner returns on close");
                 Ok("inner bye".into())
@@ -2632,8 +2632,8 @@ mod yield_from_started_sub {
     "#;
     pub fn pep380() {
         let s = Generator::named("sub", |co| {
-            co.yield_("s1")?;
-            co.yield_("s2")?;
+            co.yield_("s1".into())?;
+            co.yield_("s2".into())?;
             Ok("s done".into())
         });
         call("next sub", s.next());
@@ -2664,7 +2664,7 @@ mod yield_from_send_before_start {
     call("send 2", g.send, 2)
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        let x = co.yield_("inner")?;
+        let x = co.yield_("inner".into())?;
         out!("inner got {x}");
         Ok(Value::None)
     }
@@ -2673,9 +2673,9 @@ mod yield_from_send_before_start {
             out!("outer starts");
             via.yield_from(co, "inner", inner)
         });
-        call("send 1", g.send(1));
+        call("send 1", g.send(1.into()));
         call("next", g.next());
-        call("send 2", g.send(2));
+        call("send 2", g.send(2.into()));
     }
     pub fn pep380() {
         run(Via::Pep380)
@@ -2706,7 +2706,7 @@ mod yield_from_throw_sub_returns {
     call("next", next, g)
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        match co.yield_("inner") {
+        match co.yield_("inner".into()) {
             Err(e @ Exception::ValueError(_)) => {
                 out!("inner rescues {}", e.line());
                 Ok("rescued".into())
@@ -2751,14 +2751,14 @@ mod yield_from_stop_iteration_in_sub {
     print(state(g))
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        co.yield_("inner")?;
+        co.yield_("inner".into())?;
         Err(Exception::StopIteration("sneaky".into()))
     }
     fn run(via: Via) {
         let g = Generator::named("outer", move |co| {
             let r = via.yield_from(co, "inner", inner)?;
             out!("never {r}");
-            co.yield_("never")?;
+            co.yield_("never".into())?;
             Ok(Value::None)
         });
         call("next", g.next());
@@ -2798,7 +2798,7 @@ mod yield_from_sub_returns_on_close_delegator_sees_exit {
     print(state(g))
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        match co.yield_("inner") {
+        match co.yield_("inner".into()) {
             Err(Exception::GeneratorExit) => {
                 out!("inner returns on close");
                 Ok("inner bye".into())
@@ -2854,7 +2854,7 @@ mod yield_from_delegator_catches_pep479_runtime_error {
     print(state(g))
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        co.yield_("inner")?;
+        co.yield_("inner".into())?;
         Err(Exception::StopIteration("sneaky".into()))
     }
     fn run(via: Via) {
@@ -2897,8 +2897,8 @@ mod yield_from_for_loop_mixed {
     print(list(outer()))
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        co.yield_("i1")?;
-        co.yield_("i2")?;
+        co.yield_("i1".into())?;
+        co.yield_("i2".into())?;
         Ok("ret".into())
     }
     fn outer(via: Via) -> Generator {
@@ -2906,7 +2906,7 @@ mod yield_from_for_loop_mixed {
             co.yield_from_list(vec!["l1".into(), "l2".into()])?;
             let r = via.yield_from(co, "inner", inner)?;
             co.yield_(r)?;
-            co.yield_("own")?;
+            co.yield_("own".into())?;
             Ok(Value::None)
         })
     }
@@ -2947,7 +2947,7 @@ mod yield_from_throw_generator_exit {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         let _finally = Finally("inner cleanup");
-        co.yield_("inner")?;
+        co.yield_("inner".into())?;
         Ok(Value::None)
     }
     fn run(via: Via) {
@@ -2984,7 +2984,7 @@ mod yield_from_results_in_expressions {
     call("next", next, g)
     "#;
     fn num(co: &Co, n: i64) -> PyResult<Value> {
-        let x = co.yield_(format!("num {n}"))?;
+        let x = co.yield_(format!("num {n}").into())?;
         Ok((n + x.as_int().unwrap_or(0)).into())
     }
     fn run(via: Via) {
@@ -2994,7 +2994,7 @@ mod yield_from_results_in_expressions {
             Ok((int(&a) * int(&b)).into())
         });
         call("next", g.next());
-        call("send 10", g.send(10));
+        call("send 10", g.send(10.into()));
         call("next", g.next());
     }
     pub fn pep380() {
@@ -3032,7 +3032,7 @@ mod panic_propagates_and_closes {
     pub fn rust() {
         let g = Generator::new(|co| {
             let _finally = Finally("cleanup");
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             panic!("boom");
         });
         call("next", g.next());
@@ -3070,7 +3070,7 @@ mod panic_through_yield_from {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         let _finally = Finally("inner cleanup");
-        co.yield_("inner")?;
+        co.yield_("inner".into())?;
         panic!("inner boom");
     }
     fn run(via: Via) {
@@ -3117,7 +3117,7 @@ mod values_of_every_kind_round_trip {
             call("send " + repr(v), g.send, v)
     "#;
     fn echo(co: &Co) -> PyResult<Value> {
-        let mut x = co.yield_("ready")?;
+        let mut x = co.yield_("ready".into())?;
         loop {
             x = co.yield_(x)?;
         }
@@ -3177,7 +3177,7 @@ mod refused_sends_keep_nothing {
             if let Err(e) = co.generator().unwrap().send(sent) {
                 out!("inside: {}", e.line());
             }
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Ok(Value::None)
         });
         call("send t1 before start", me.send(t1.clone()));
@@ -3211,7 +3211,7 @@ mod value_yielded_on_close_is_freed {
     "#;
     pub fn rust() {
         let g = Generator::named("gen", |co| {
-            match co.yield_(1) {
+            match co.yield_(1.into()) {
                 Err(Exception::GeneratorExit) => {
                     co.yield_(token("late"))?;
                 }
@@ -3252,7 +3252,7 @@ mod objects_through_a_chain_are_the_same_object {
     print("end")
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
-        let x = co.yield_("ready")?;
+        let x = co.yield_("ready".into())?;
         let name = x.downcast::<Token>().map_or("?", |t| t.0);
         out!("inner got {name}");
         // A clone: `x` stays a local of the body until it ends, as in Python.

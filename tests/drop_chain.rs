@@ -219,7 +219,7 @@ fn delegate(co: &Co<'_>, how: How, name: &str, body: Body, next: How) -> PyResul
 /// ```
 fn inner(co: &Co<'_>, _: How) -> PyResult<Value> {
     out("inner start");
-    let r = co.yield_(1).map(|_| out("inner resumed"));
+    let r = co.yield_(1.into()).map(|_| out("inner resumed"));
     out("inner cleanup");
     r.map(|_| Value::None)
 }
@@ -259,7 +259,7 @@ fn mid_ignoring(co: &Co<'_>, how: How) -> PyResult<Value> {
     out("mid start");
     let r = delegate(co, how, "inner", inner, how);
     out("mid cleanup");
-    let again = co.yield_("again");
+    let again = co.yield_("again".into());
     out("mid cleanup 2");
     again?;
     r
@@ -361,7 +361,7 @@ fn a_chain_left_behind_by_a_generator_that_ignored_generator_exit_is_closed() {
         let label = format!("outer Literal, mid {mid_how:?}");
         let g = Generator::named("outer", move |co| {
             out("outer start");
-            match co.yield_(0) {
+            match co.yield_(0.into()) {
                 Ok(_) => {}
                 Err(Exception::GeneratorExit) => out("outer cleanup"),
                 Err(e) => return Err(e),

@@ -390,7 +390,7 @@ fn read_all(sock: Rc<Socket>) -> Generator {
             let on_readable = {
                 let (f, sock) = (f.clone(), sock.clone());
                 move || match sock.recv(4096) {
-                    Ok(chunk) => f.set_result(chunk),
+                    Ok(chunk) => f.set_result(chunk.into()),
                     Err(e) => f.set_exception(e),
                 }
             };

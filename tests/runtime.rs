@@ -63,8 +63,12 @@ fn task_steps_through_futures_set_by_timers() {
         Ok(Value::from(format!("{a}+{b}")))
     }));
     assert_eq!(task.waiting_on().map(|f| f.id()), Some(f1.id()));
-    lp.call_later(Duration::from_millis(20), move || f1.set_result("one"));
-    lp.call_later(Duration::from_millis(40), move || f2.set_result("two"));
+    lp.call_later(Duration::from_millis(20), move || {
+        f1.set_result("one".into())
+    });
+    lp.call_later(Duration::from_millis(40), move || {
+        f2.set_result("two".into())
+    });
     let started = Instant::now();
     assert_eq!(lp.run_until_complete(&task), Ok(Value::from("one+two")));
     assert!(started.elapsed() >= Duration::from_millis(40));
@@ -90,14 +94,14 @@ fn a_task_exception_is_surfaced_and_a_timeout_is_thrown_in() {
         Err(Exception::ValueError("gave up".into()))
     );
     // A late set_result is ignored: the coroutine is not resumed twice.
-    never.set_result("late");
+    never.set_result("late".into());
     assert!(task.done());
 }
 
 #[test]
 fn a_yielded_non_future_is_pythons_attribute_error() {
     let task = Task::new(Generator::new(|co| {
-        co.yield_(5)?;
+        co.yield_(5.into())?;
         Ok(Value::None)
     }));
     assert_eq!(
@@ -135,7 +139,7 @@ fn a_panicking_task_leaves_the_loop_and_the_other_tasks_intact() {
             EVENT_READ,
             callback(move || {
                 get_event_loop().selector().unregister(fd).unwrap();
-                f.set_result("ready");
+                f.set_result("ready".into());
             }),
         )
         .unwrap();
