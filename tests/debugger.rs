@@ -14,8 +14,11 @@
 //! Breakpoint lines are found by searching the example's source for the code
 //! they sit on, so editing an example does not silently break the tests.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use pyfiber::{Exception, Future, Generator, Task, Value};
 
 mod support;
 use support::{examples_dir, root};
@@ -41,15 +44,33 @@ fn line_of(file: &str, needle: &str) -> usize {
 /// Runs rust-gdb in batch mode on an example with the given commands;
 /// returns everything it and the program printed.
 fn gdb(example: &str, args: &str, commands: &[String]) -> String {
-    let binary = examples_dir().join(example);
+    let out = gdb_on(&examples_dir().join(example), &[], args, commands);
+    assert!(
+        out.contains("Breakpoint 1"),
+        "gdb never hit the breakpoint:\n{out}"
+    );
+    out
+}
+
+/// Runs rust-gdb in batch mode on `binary` with `options` first (as typed
+/// before `--args`), then the commands; returns everything it and the
+/// program printed.
+fn gdb_on(binary: &Path, options: &[&str], args: &str, commands: &[String]) -> String {
     let mut cmd = Command::new("rust-gdb");
     cmd.args(["-q", "-nx", "-batch"])
+        .args(options)
         .args(["-ex", "set pagination off", "-ex", "set confirm off"])
         .args(["-ex", &format!("set args {args}")]);
     for c in commands {
         cmd.args(["-ex", c]);
     }
-    cmd.args(["-ex", "kill"]).arg(&binary);
+    cmd.args(["-ex", "kill"]).arg(binary);
+    run_gdb(cmd)
+}
+
+/// Runs a prepared rust-gdb command line, bounded in time, from the
+/// repository root; returns everything it and the program printed.
+fn run_gdb(mut cmd: Command) -> String {
     cmd.current_dir(root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -75,11 +96,32 @@ fn gdb(example: &str, args: &str, commands: &[String]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        text.contains("Breakpoint 1"),
-        "gdb never hit the breakpoint:\n{text}"
-    );
+    assert!(!text.contains("internal-error"), "gdb crashed:\n{text}");
     text
+}
+
+/// What gdb prints when a command a learner typed did not work.
+const GDB_ERRORS: &[&str] = &[
+    "not defined",
+    "No symbol",
+    "Python Exception",
+    "No registers",
+    "Undefined command",
+    "internal-error",
+    "Traceback",
+    "<unreadable",
+];
+
+/// Fails on the first gdb error in `out`, naming it.
+fn assert_no_gdb_error(out: &str) {
+    for e in GDB_ERRORS {
+        assert!(!out.contains(e), "gdb said {e:?}:\n{out}");
+    }
+}
+
+/// The helper, as `-x` loads it.
+fn helper() -> String {
+    root().join("tools/gdb/pyfiber.py").display().to_string()
 }
 
 /// Asserts that `patterns` occur in `text` in this order (each found after
@@ -163,7 +205,7 @@ fn the_first_resume_comes_from_on_connected() {
 fn next_over_the_yield_lands_on_the_line_after_it() {
     let yield_line = line_of(
         "generator.rs",
-        "let chunk = co.yield_(future); // chunk = yield future",
+        "let chunk = co.yield_(future.into()); // chunk = yield future",
     );
     let after = yield_line + 1;
     let out = gdb(
@@ -273,4 +315,422 @@ fn the_gdb_helper_prints_the_chain_and_the_tasks() {
             "Task-1 fetch: running",
         ],
     );
+}
+
+/// README.md's "Debugging a generator" block, run as written: its `cargo`
+/// line, then its `rust-gdb ... --args ...` line with its `(gdb)` lines as
+/// commands (batch mode adds only `-q -nx -batch`). Any gdb error fails it,
+/// and the first stop must show the chain the README names.
+#[test]
+fn the_readme_block_runs_as_written() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("## Debugging a generator")
+        .nth(1)
+        .expect("README.md has a \"Debugging a generator\" section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the section has a ```sh block");
+    let (mut cargo, mut rust_gdb, mut commands) = (None, None, Vec::new());
+    for line in block.lines() {
+        if let Some(c) = line.strip_prefix("(gdb) ") {
+            commands.push(c.to_string());
+        } else if line.starts_with("cargo ") {
+            cargo = Some(line);
+        } else if line.starts_with("rust-gdb ") {
+            rust_gdb = Some(line);
+        } else {
+            assert!(line.trim().is_empty(), "README block: what is {line:?}?");
+        }
+    }
+    let cargo: Vec<&str> = cargo.expect("a cargo line").split_whitespace().collect();
+    let status = Command::new(env!("CARGO"))
+        .args(&cargo[1..])
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "README's {cargo:?} failed");
+    let words: Vec<&str> = rust_gdb
+        .expect("a rust-gdb line")
+        .split_whitespace()
+        .collect();
+    assert!(words.contains(&"--args"), "{words:?}");
+    let mut cmd = Command::new(words[0]);
+    cmd.args(["-q", "-nx", "-batch"]);
+    let at = words.iter().position(|w| *w == "--args").unwrap();
+    cmd.args(&words[1..at]);
+    for c in &commands {
+        cmd.args(["-ex", c]);
+    }
+    cmd.args(&words[at..]);
+    let out = run_gdb(cmd);
+    assert_no_gdb_error(&out);
+    assert_in_order(
+        &out,
+        &[
+            "pyfiber gdb helper loaded",
+            "Breakpoint 1, generator::Spider::parse",
+            // pyfiber bt: body → send → Task.step → set_result → selector
+            // callback → loop → main
+            "generator::Spider::parse",
+            "<- generator body",
+            "generator::Spider::fetch",
+            "<- generator body",
+            "----- fiber boundary",
+            "pyfiber::generator::Generator::send",
+            "<- send",
+            "pyfiber::task::Task::step",
+            "<- Task.step",
+            "pyfiber::future::Future::set_result",
+            "<- Future.set_result",
+            "on_readable",
+            "<- selector callback",
+            "generator::event_loop",
+            "<- loop()",
+            "generator::main",
+            "<- main",
+        ],
+    );
+    // pyfiber tasks (the program prints it on its stderr).
+    assert_in_order(
+        &out,
+        &[
+            "current: Task-1 (in Task.step)",
+            "fetch [GEN_RUNNING]",
+            "tasks: 1",
+        ],
+    );
+}
+
+/// The library's eight functions a learner names, and what the debuggee
+/// below calls each one for.
+const PLAIN_NAMES: &[&str] = &[
+    "pyfiber::generator::Generator::send",
+    "pyfiber::generator::Generator::throw",
+    "pyfiber::generator::Generator::close",
+    "pyfiber::generator::Co::yield_",
+    "pyfiber::generator::Co::yield_from",
+    "pyfiber::task::Task::step",
+    "pyfiber::future::Future::set_result",
+    "pyfiber::future::Future::add_done_callback",
+];
+
+/// Python's repr() of the values `debuggee` prints, computed by CPython.
+fn python_reprs() -> Vec<String> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "for v in (None, 42, ('a', 1), b'HTTP/1.0 200 OK\\r\\n', \"it's\", [1.5, True], (7,)):\n    print(repr(v))",
+        )
+        .output()
+        .expect("python3 on PATH");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Where the gdb tests stop the debuggee: its arguments are the values to
+/// print. Not inlined, so the breakpoint has a frame.
+#[inline(never)]
+fn stop_here(values: &[&dyn std::any::Any]) {
+    std::hint::black_box(values);
+}
+
+/// A generic function with two instances: `pyfiber break` must find both.
+#[inline(never)]
+fn convert<T: Into<Value>>(t: T) -> Value {
+    t.into()
+}
+
+/// The program the plain-name and pretty-printer tests debug (this test
+/// binary, run with `--exact debuggee`). On its own it checks that each of
+/// the eight functions does what the gdb test counts it for, and that the
+/// values it stops with have the reprs Python gives them.
+#[test]
+fn debuggee() {
+    // Task(coro) steps once (Task::step, send, yield_, add_done_callback);
+    // the coroutine yields `waiting` and is resumed by its set_result.
+    let waiting = Future::new();
+    let w = waiting.clone();
+    let task = Task::new(Generator::named("fetch", move |co| {
+        let chunk = co.yield_(w.clone().into())?; // chunk = yield f
+        Ok(chunk)
+    }));
+    // yield from, then close() through the delegator.
+    let sub = || {
+        Generator::named("sub", |co| {
+            co.yield_(1.into())?;
+            co.yield_(2.into())?;
+            Ok(Value::None)
+        })
+    };
+    let outer = Generator::named("outer", move |co| co.yield_from(&sub()));
+    assert_eq!(outer.send(Value::None), Ok(Value::Int(1)));
+    assert_eq!(outer.close(), Ok(Value::None));
+    // throw() into a suspended generator.
+    let thrown = sub();
+    assert_eq!(thrown.send(Value::None), Ok(Value::Int(1)));
+    let boom = Exception::ValueError("boom".into());
+    assert_eq!(thrown.throw(boom.clone()), Err(boom.clone()));
+    // What the pretty-printer test prints.
+    let none = Value::None;
+    let int = convert(42);
+    let pair = Value::Tuple(vec!["a".into(), 1.into()].into());
+    let bytes = convert(b"HTTP/1.0 200 OK\r\n".as_slice());
+    let text = Value::from("it's");
+    let list = Value::from(vec![Value::Float(1.5), Value::Bool(true)]);
+    let single = Value::Tuple(vec![7.into()].into());
+    let stop = Exception::StopIteration(Value::Int(42));
+    let done = Future::new();
+    done.set_result("chunk".into());
+    let suspended = sub();
+    assert_eq!(suspended.send(Value::None), Ok(Value::Int(1)));
+    let reprs: Vec<String> = [&none, &int, &pair, &bytes, &text, &list, &single]
+        .iter()
+        .map(|v| v.repr())
+        .collect();
+    assert_eq!(
+        reprs,
+        [
+            "None",
+            "42",
+            "('a', 1)",
+            "b'HTTP/1.0 200 OK\\r\\n'",
+            "\"it's\"",
+            "[1.5, True]",
+            "(7,)"
+        ]
+    );
+    assert_eq!(
+        format!("{waiting:?}"),
+        format!("<Future-{} pending>", waiting.id())
+    );
+    stop_here(&[
+        &none, &int, &pair, &bytes, &text, &list, &single, &stop, &boom, &waiting, &done,
+        &suspended, &task,
+    ]);
+    // The task finishes when its future does.
+    waiting.set_result("chunk".into());
+    assert_eq!(task.result(), Some(Ok(Value::from("chunk"))));
+}
+
+/// `(gdb) break NAME` for the eight plain names, as typed, on the debuggee:
+/// each is accepted, and each is hit (gdb counts the hits; `ignore` keeps
+/// it from stopping there).
+#[test]
+fn the_eight_plain_names_set_and_hit() {
+    let me = std::env::current_exe().expect("this test binary");
+    let mut commands: Vec<String> = Vec::new();
+    for (i, name) in PLAIN_NAMES.iter().enumerate() {
+        commands.push(format!("break {name}"));
+        commands.push(format!("ignore {} 100000", i + 1));
+    }
+    commands.push("break debugger::stop_here".into());
+    commands.push("run".into());
+    commands.push("info breakpoints".into());
+    let out = gdb_on(&me, &[], "--exact debuggee --test-threads=1", &commands);
+    assert_no_gdb_error(&out);
+    assert!(out.contains("debugger::stop_here"), "{out}");
+    let table = out
+        .split("Num     Type")
+        .nth(1)
+        .expect("info breakpoints printed its table");
+    for (i, name) in PLAIN_NAMES.iter().enumerate() {
+        // Row N, then its "already hit" line, before row N+1.
+        let row = table
+            .split(&format!("\n{}       breakpoint", i + 1))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row for breakpoint {} ({name}):\n{table}", i + 1));
+        let row = row
+            .split(&format!("\n{}       breakpoint", i + 2))
+            .next()
+            .unwrap();
+        assert!(
+            row.contains(name),
+            "breakpoint {} is not {name}:\n{row}",
+            i + 1
+        );
+        assert!(
+            row.contains("breakpoint already hit"),
+            "{name} was set but never hit:\n{row}"
+        );
+    }
+}
+
+/// `print` shows Python's repr() (compared with CPython's own) for values,
+/// and the tutorials' reprs for an exception, futures, a generator and a
+/// task; `pyfiber break` sets every instance of a generic function.
+#[test]
+fn print_shows_what_python_would() {
+    let me = std::env::current_exe().expect("this test binary");
+    let names = [
+        "none",
+        "int",
+        "pair",
+        "bytes",
+        "text",
+        "list",
+        "single",
+        "stop",
+        "boom",
+        "waiting",
+        "done",
+        "suspended",
+        "task",
+    ];
+    let mut commands = vec![
+        format!("source {}", helper()),
+        "break debugger::stop_here".to_string(),
+        "pyfiber break convert".to_string(),
+        "run".to_string(),
+    ];
+    // The breakpoints on `convert` stop twice before stop_here.
+    commands.push("continue".into());
+    commands.push("continue".into());
+    commands.push("up".into());
+    for n in names {
+        commands.push(format!("echo {n} = \\n"));
+        commands.push(format!("output {n}"));
+        commands.push("echo \\n".into());
+    }
+    let out = gdb_on(&me, &[], "--exact debuggee --test-threads=1", &commands);
+    assert_no_gdb_error(&out);
+    // pyfiber break convert: one breakpoint, both instances.
+    assert!(out.contains("(2 locations)"), "{out}");
+    let printed = |name: &str| -> String {
+        let tag = format!("{name} = \n");
+        let at = out
+            .rfind(&tag)
+            .unwrap_or_else(|| panic!("{name} not printed:\n{out}"));
+        out[at + tag.len()..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let python = python_reprs();
+    for (name, repr) in names.iter().zip(&python) {
+        assert_eq!(&printed(name), repr, "print {name}");
+    }
+    assert_eq!(printed("stop"), "StopIteration(42)");
+    assert_eq!(printed("boom"), "ValueError('boom')");
+    assert!(
+        printed("waiting").starts_with("<Future-") && printed("waiting").ends_with(" pending>"),
+        "{}",
+        printed("waiting")
+    );
+    assert!(
+        printed("done").ends_with(" finished result='chunk'>"),
+        "{}",
+        printed("done")
+    );
+    let g = printed("suspended");
+    assert!(
+        g.starts_with("<generator object sub at 0x") && g.ends_with(" GEN_SUSPENDED>"),
+        "{g}"
+    );
+    let t = printed("task");
+    assert!(
+        t.starts_with("<Task-") && t.contains(" pending coro=fetch, waiting on Future-"),
+        "{t}"
+    );
+}
+
+/// `pyfiber step` from a stop in Task::step lands in the body in one
+/// command: on its first line on the first send, then on the line after
+/// the pending yield; `print chunk` there shows the bytes; `pyfiber finish`
+/// runs to the next yield and shows what it yielded and the sender.
+#[test]
+fn pyfiber_step_and_finish_walk_the_body() {
+    let first = line_of("generator.rs", "move |co| spider.fetch(co)");
+    let connected = line_of("generator.rs", "let connected = co.yield_(future.into());");
+    let after_connected = next_code_line("generator.rs", connected);
+    let chunk = line_of("generator.rs", "let chunk = co.yield_(future.into());");
+    let after_chunk = next_code_line("generator.rs", chunk);
+    let out = gdb(
+        "generator",
+        "--urls 1 --delay 0.05",
+        &[
+            format!("source {}", helper()),
+            "break pyfiber::task::Task::step".into(),
+            "run".into(), // Task(coro): the first step
+            "pyfiber step".into(),
+            "continue".into(), // on_connected → set_result → Task.step
+            "pyfiber step".into(),
+            "continue".into(), // on_readable → set_result → Task.step
+            "pyfiber step".into(),
+            "print chunk".into(),
+            "pyfiber finish".into(),
+            "print *self".into(),
+        ],
+    );
+    assert_no_gdb_error(&out);
+    assert_in_order(
+        &out,
+        &[
+            "#0  generator::main::{closure#",
+            &format!("examples/generator.rs:{first}"),
+            "#0  generator::Spider::fetch",
+            &format!("examples/generator.rs:{after_connected}"),
+            "#0  generator::Spider::fetch",
+            &format!("examples/generator.rs:{after_chunk}"),
+            "= Ok(b'HTTP/1.0 200 OK\\r\\n",
+            // the next `chunk = yield future`, after the loop went round
+            &format!("yielded <Future-"),
+            &format!("pending>  (at examples/generator.rs:{chunk})"),
+            "the sender stands at:",
+            "pyfiber::task::Task::step",
+            "= <Task-1 pending coro=fetch, running (in Task.step)>",
+        ],
+    );
+}
+
+/// Plain `step` at a yield goes straight into Co::yield_ (the skip rules
+/// keep it out of core's `into`), and `finish` out of a function returning
+/// a PyResult<Value> does not crash gdb 13 (the helper turns off printing
+/// the returned value, which is where gdb 13.1 fails).
+#[test]
+fn step_skips_the_library_and_finish_does_not_crash() {
+    let chunk = line_of("generator.rs", "let chunk = co.yield_(future.into());");
+    let out = gdb(
+        "generator",
+        "--urls 1 --delay 0.05",
+        &[
+            format!("source {}", helper()),
+            format!("break generator.rs:{chunk}"),
+            "run".into(),
+            "step".into(),
+            "bt 1".into(),
+            "step".into(),
+            "finish".into(),
+            "bt 1".into(),
+        ],
+    );
+    assert_no_gdb_error(&out);
+    assert_in_order(
+        &out,
+        &[
+            "#0  pyfiber::generator::Co::yield_",
+            "Value returned is $1 = <not displayed>",
+            "#0  0x",
+            "in generator::Spider::fetch",
+            &format!("examples/generator.rs:{chunk}"),
+        ],
+    );
+}
+
+/// The first line after `line` (1-based) in `file` that holds code.
+fn next_code_line(file: &str, line: usize) -> usize {
+    let text = std::fs::read_to_string(root().join("examples").join(file)).expect("example source");
+    text.lines()
+        .enumerate()
+        .skip(line)
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim().starts_with("//"))
+        .map(|(i, _)| i + 1)
+        .expect("code after the line")
 }
