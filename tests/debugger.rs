@@ -681,7 +681,7 @@ fn pyfiber_step_and_finish_walk_the_body() {
             &format!("examples/generator.rs:{after_chunk}"),
             "= Ok(b'HTTP/1.0 200 OK\\r\\n",
             // the next `chunk = yield future`, after the loop went round
-            &format!("yielded <Future-"),
+            "yielded <Future-",
             &format!("pending>  (at examples/generator.rs:{chunk})"),
             "the sender stands at:",
             "pyfiber::task::Task::step",
