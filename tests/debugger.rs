@@ -151,7 +151,7 @@ fn a_breakpoint_in_fetch_shows_the_whole_chain_in_one_bt() {
     let line = line_of("generator.rs", "common::append_chunk(&mut self.response");
     let out = gdb(
         "generator",
-        "--urls 1 --delay 0.05",
+        "--urls 1 --delay 0.05 --timeout 600",
         &[
             format!("break generator.rs:{line}"),
             "run".into(),
@@ -180,7 +180,7 @@ fn the_first_resume_comes_from_on_connected() {
     let line = line_of("generator.rs", "self.sock.take_error()?;");
     let out = gdb(
         "generator",
-        "--urls 1 --delay 0.05",
+        "--urls 1 --delay 0.05 --timeout 600",
         &[
             format!("break generator.rs:{line}"),
             "run".into(),
@@ -210,7 +210,7 @@ fn next_over_the_yield_lands_on_the_line_after_it() {
     let after = yield_line + 1;
     let out = gdb(
         "generator",
-        "--urls 1 --delay 0.05",
+        "--urls 1 --delay 0.05 --timeout 600",
         &[
             format!("break generator.rs:{yield_line}"),
             "run".into(),
@@ -239,7 +239,7 @@ fn same_fiber_delegation_is_the_call_stack() {
     );
     let out = gdb(
         "yield_from",
-        "--urls 1 --delay 0.05",
+        "--urls 1 --delay 0.05 --timeout 600",
         &[
             format!("break yield_from.rs:{line}"),
             "run".into(),
@@ -270,7 +270,7 @@ fn the_gdb_helper_prints_the_chain_and_the_tasks() {
     let helper = root().join("tools/gdb/pyfiber.py");
     let out = gdb(
         "yield_from",
-        "--urls 1 --delay 0.05 --literal",
+        "--urls 1 --delay 0.05 --literal --timeout 600",
         &[
             format!("source {}", helper.display()),
             format!("break yield_from.rs:{read_line}"),
@@ -654,7 +654,7 @@ fn pyfiber_step_and_finish_walk_the_body() {
     let after_chunk = next_code_line("generator.rs", chunk);
     let out = gdb(
         "generator",
-        "--urls 1 --delay 0.05",
+        "--urls 1 --delay 0.05 --timeout 600",
         &[
             format!("source {}", helper()),
             "break pyfiber::task::Task::step".into(),
@@ -699,7 +699,7 @@ fn step_skips_the_library_and_finish_does_not_crash() {
     let chunk = line_of("generator.rs", "let chunk = co.yield_(future.into());");
     let out = gdb(
         "generator",
-        "--urls 1 --delay 0.05",
+        "--urls 1 --delay 0.05 --timeout 600",
         &[
             format!("source {}", helper()),
             format!("break generator.rs:{chunk}"),
@@ -733,4 +733,245 @@ fn next_code_line(file: &str, line: usize) -> usize {
         .find(|(_, l)| !l.trim().is_empty() && !l.trim().starts_with("//"))
         .map(|(i, _)| i + 1)
         .expect("code after the line")
+}
+
+/// Where Debian's lldb keeps its Python module (its own `lldb -P` points at
+/// a directory that does not exist, and rust-lldb then fails with `No
+/// module named 'lldb.embedded_interpreter'`): the PYTHONPATH to run it with.
+fn lldb_python_path() -> Option<std::path::PathBuf> {
+    let mut found = None;
+    for llvm in std::fs::read_dir("/usr/lib").ok()?.flatten() {
+        if !llvm.file_name().to_string_lossy().starts_with("llvm-") {
+            continue;
+        }
+        let Ok(libs) = std::fs::read_dir(llvm.path().join("lib")) else {
+            continue;
+        };
+        for py in libs.flatten() {
+            let dir = py.path().join("dist-packages");
+            if py.file_name().to_string_lossy().starts_with("python3")
+                && dir.join("lldb/embedded_interpreter.py").exists()
+            {
+                found = Some(dir);
+            }
+        }
+    }
+    found
+}
+
+/// rust-lldb: the eight plain names set and hit, and `frame variable` of a
+/// Value shows Python's repr() (tools/lldb/pyfiber.py). lldb 14 parses a
+/// name ending in `throw` as C++'s keyword and resolves nothing, so that one
+/// is set by its method name, `breakpoint set -M throw`.
+///
+/// `.ci/run` installs lldb where the package exists and sets
+/// PYFIBER_REQUIRE_LLDB; without lldb (and without that variable) this
+/// prints why it did nothing, and `.ci/run` says the lldb test was skipped.
+#[test]
+fn rust_lldb_sets_the_plain_names_and_shows_values() {
+    let have_lldb = Command::new("lldb")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_lldb {
+        assert!(
+            std::env::var_os("PYFIBER_REQUIRE_LLDB").is_none(),
+            "PYFIBER_REQUIRE_LLDB is set but lldb is not on PATH"
+        );
+        eprintln!("rust_lldb test: lldb is not installed; nothing checked");
+        return;
+    }
+    let me = std::env::current_exe().expect("this test binary");
+    let mut cmd = Command::new("rust-lldb");
+    if let Some(dir) = lldb_python_path() {
+        cmd.env("PYTHONPATH", dir);
+    }
+    cmd.arg("-b").args([
+        "-o",
+        &format!(
+            "command script import {}",
+            root().join("tools/lldb/pyfiber.py").display()
+        ),
+    ]);
+    for (i, name) in PLAIN_NAMES.iter().enumerate() {
+        let set = match name.strip_suffix("::throw") {
+            Some(_) => "breakpoint set -M throw".to_string(),
+            None => format!("breakpoint set -n {name}"),
+        };
+        cmd.args(["-o", &set]);
+        cmd.args(["-o", &format!("breakpoint modify -i 100000 {}", i + 1)]);
+    }
+    cmd.args(["-o", "breakpoint set -n debugger::stop_here"])
+        .args(["-o", "run"])
+        .args(["-o", "breakpoint list"])
+        .args(["-o", "up"])
+        .args(["-o", "frame variable none int pair bytes text list single"])
+        .args(["-o", "kill"])
+        .arg(&me)
+        .args(["--", "--exact", "debuggee", "--test-threads=1"]);
+    let out = run_gdb(cmd);
+    assert!(!out.contains("Traceback"), "{out}");
+    assert!(out.contains("pyfiber lldb helper loaded"), "{out}");
+    let list = out
+        .split("(lldb) breakpoint list")
+        .nth(1)
+        .expect("breakpoint list ran");
+    for (i, name) in PLAIN_NAMES.iter().enumerate() {
+        let row = list
+            .split(&format!("\n{}: ", i + 1))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no breakpoint {} ({name}):\n{list}", i + 1));
+        let row = row.split(&format!("\n{}: ", i + 2)).next().unwrap();
+        let short = name.rsplit("::").next().unwrap();
+        assert!(
+            row.contains(short),
+            "breakpoint {} is not {name}:\n{row}",
+            i + 1
+        );
+        assert!(
+            !row.contains("hit count = 0") && row.contains("hit count = "),
+            "{name} was set but never hit under lldb:\n{row}"
+        );
+    }
+    let names = ["none", "int", "pair", "bytes", "text", "list", "single"];
+    for (name, repr) in names.iter().zip(python_reprs()) {
+        let want = format!("(pyfiber::value::Value) {name} = {repr}");
+        assert!(out.contains(&want), "lldb: want {want:?} in:\n{out}");
+    }
+}
+
+/// The innermost `fn` of `path` (under the repository root) whose body
+/// holds line `line` (1-based), by its name: found by matching braces from
+/// each `fn NAME`, which is enough for this crate's rustfmt'd code.
+fn enclosing_fn(path: &str, line: usize) -> Option<String> {
+    let text = std::fs::read_to_string(root().join(path)).ok()?;
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_of_byte = |b: usize| starts.partition_point(|&s| s <= b);
+    let fn_re = regex::Regex::new(r"\bfn\s+(\w+)").unwrap();
+    let mut best: Option<(usize, String)> = None;
+    for m in fn_re.captures_iter(&text) {
+        let whole = m.get(0).unwrap();
+        let first = line_of_byte(whole.start());
+        let decl = &text[starts[first - 1]..whole.start()];
+        if decl.trim_start().starts_with("//") {
+            continue; // in a comment
+        }
+        // The body: from the first `{` after the name (a `;` first means
+        // a declaration without one), to its matching `}`.
+        let rest = &text[whole.end()..];
+        let Some(open) = rest.find(['{', ';']) else {
+            continue;
+        };
+        if rest.as_bytes()[open] == b';' {
+            continue;
+        }
+        let mut depth = 0;
+        let mut end = None;
+        for (i, c) in rest[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(whole.end() + open + i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let last = line_of_byte(end?);
+        if (first..=last).contains(&line) && best.as_ref().is_none_or(|(f, _)| first >= *f) {
+            best = Some((first, m[1].to_string()));
+        }
+    }
+    best.map(|(_, name)| name)
+}
+
+/// Every `FILE.rs:N` that NOTES.md's "Stepping through yield/send" quotes
+/// still points at what it describes. Three forms, and nothing else:
+/// - prose, "`FILE.rs:N` (`CODE`)": line N holds CODE;
+/// - a frame, as gdb or `pyfiber bt` prints it (`#N  FUNCTION ... at
+///   FILE.rs:N`, `hit Breakpoint 1, FUNCTION (...) at FILE.rs:N`): the
+///   innermost `fn` around line N is FUNCTION's;
+/// - `pyfiber finish`'s "yielded ... (at FILE.rs:N)": line N yields.
+#[test]
+fn the_notes_line_references_still_point_where_they_say() {
+    let notes = std::fs::read_to_string(root().join("NOTES.md")).expect("NOTES.md");
+    let start = notes
+        .find("## Stepping through yield/send")
+        .expect("NOTES.md has the section");
+    let section = &notes[start..];
+    let section = match section[3..].find("\n## ") {
+        Some(end) => &section[..end + 3],
+        None => section,
+    };
+    let lines: Vec<&str> = section.lines().collect();
+    let source_line = |path: &str, n: usize| -> String {
+        let text = std::fs::read_to_string(root().join(path))
+            .unwrap_or_else(|_| panic!("NOTES quotes {path}, which does not exist"));
+        text.lines()
+            .nth(n - 1)
+            .unwrap_or_else(|| panic!("NOTES quotes {path}:{n}, past its end"))
+            .to_string()
+    };
+    let reference = regex::Regex::new(r"((?:examples|src)/[\w/]+\.rs):(\d+)").unwrap();
+    let prose =
+        regex::Regex::new(r"`((?:examples|src)/[\w/]+\.rs):(\d+)`\s*\(`([^`]+)`\)").unwrap();
+    let frame =
+        regex::Regex::new(r"(?:hit Breakpoint \d+, |#\d+\s+(?:0x[0-9a-f]+ in )?)(\S+).* at $")
+            .unwrap();
+    let mut prose_spans = Vec::new();
+    let mut checked = 0;
+    for m in prose.captures_iter(section) {
+        let (path, n, code) = (&m[1], m[2].parse::<usize>().unwrap(), &m[3]);
+        let at = source_line(path, n);
+        assert!(
+            at.contains(code),
+            "NOTES says {path}:{n} is `{code}`, but that line is now {at:?}"
+        );
+        prose_spans.push(m.get(0).unwrap().range());
+        checked += 1;
+    }
+    let mut offset = 0;
+    for line in &lines {
+        for m in reference.captures_iter(line) {
+            let whole = m.get(0).unwrap();
+            let abs = offset + whole.start();
+            if prose_spans.iter().any(|r| r.contains(&abs)) {
+                continue;
+            }
+            let (path, n) = (&m[1], m[2].parse::<usize>().unwrap());
+            let before = &line[..whole.start()];
+            if before.trim_end().ends_with("yielded") || before.contains("yielded ") {
+                let at = source_line(path, n);
+                assert!(
+                    at.contains("co.yield_("),
+                    "NOTES says {path}:{n} yields, but that line is now {at:?}"
+                );
+            } else if let Some(f) = frame.captures(before) {
+                let name = f[1]
+                    .split("::")
+                    .filter(|seg| !seg.starts_with('{'))
+                    .last()
+                    .unwrap()
+                    .to_string();
+                let got = enclosing_fn(path, n);
+                assert_eq!(
+                    got.as_deref(),
+                    Some(name.as_str()),
+                    "NOTES puts {path}:{n} in `{}`, but that line is now in {got:?}: {:?}",
+                    &f[1],
+                    source_line(path, n)
+                );
+            } else {
+                panic!("NOTES quotes {path}:{n} in a form this test cannot check: {line:?}");
+            }
+            checked += 1;
+        }
+        offset += line.len() + 1;
+    }
+    assert!(checked >= 10, "only {checked} references checked");
 }
