@@ -365,14 +365,25 @@ class PyfiberStep(gdb.Command):
             bp = gdb.Breakpoint("%s:%d" % (path, line), internal=True, temporary=False)
             bp.silent = True
             bps.append((bp, kind))
+        # The user's own breakpoints wait: one command, one stop (a release
+        # build can hit a breakpoint in Task::step twice in one step).
+        paused = [b for b in (gdb.breakpoints() or ()) if b.enabled and b.number > 0]
+        for b in paused:
+            b.enabled = False
         try:
             with Quiet():
                 gdb.execute("continue", to_string=True)
         finally:
+            for b in paused:
+                if b.is_valid():
+                    b.enabled = True
             hit = [kind for bp, kind in bps if bp.is_valid() and bp.hit_count > 0]
             for bp, _ in bps:
                 if bp.is_valid():
                     bp.delete()
+        if gdb.selected_inferior().pid == 0:
+            gdb.write("pyfiber step: the program exited before any generator was resumed\n")
+            return
         if not hit:
             gdb.write("pyfiber step: the program stopped before any generator was resumed\n")
             gdb.execute("frame")
@@ -500,6 +511,9 @@ class PyfiberFinish(gdb.Command):
             for bp in (ret, seen):
                 if bp.is_valid():
                     bp.delete()
+        if gdb.selected_inferior().pid == 0:
+            gdb.write("pyfiber finish: the program exited before the sender got control back\n")
+            return
         if got is not None:
             value, sal = got
             where = "%s:%d" % (sal.symtab.filename, sal.line) if sal.symtab else "?"
