@@ -21,7 +21,15 @@
 //!   Python's twin of both is the same chain of `yield from`.
 //! - `create_exhaust`: create, start and exhaust a one-yield generator.
 //! - `live_generators`: suspended generators created until MemoryError or a
-//!   cap, with the RSS each one costs (VmRSS delta / count).
+//!   cap, with the RSS each one costs (VmRSS delta / count). Past the stack
+//!   pool, so this is also "creating past the pool".
+//!
+//! The peers, same run: when `peer_switch` is built beside this example
+//! (`cargo build --release -p pyfiber-peers`, the `peers/` workspace member,
+//! so plain `cargo test` never builds generator-rs), bench runs it right
+//! after CPython's side and adds a raw corosensei resume/suspend (the floor
+//! under `send`) and generator-rs's `send` and create+exhaust, then prints
+//! issue 15's goals with the figures of this run.
 
 use std::hint::black_box;
 use std::process::Command;
@@ -292,6 +300,35 @@ after = rss()
 print("live", len(live), (after - before) / max(len(live), 1), (t1 - t0) / max(len(live), 1), err)
 "#;
 
+/// The peers' medians (`peer_switch`'s `op ns` lines), or why there are none.
+fn run_peers(quick: bool) -> Result<Vec<(String, f64)>, String> {
+    // target/<profile>/examples/bench -> target/<profile>/peer_switch
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let peer = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("peer_switch"))
+        .filter(|p| p.exists())
+        .ok_or("peer_switch is not built: cargo build --release -p pyfiber-peers")?;
+    let mut cmd = Command::new(&peer);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", peer.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| match line.split_once(' ') {
+            Some((op, ns)) => Ok((op.to_string(), ns.parse().map_err(|_| line.to_string())?)),
+            None => Err(format!("unexpected peer_switch output: {line}")),
+        })
+        .collect()
+}
+
 /// CPython's medians by op name, and its live-generators figures.
 fn run_python(budget: Budget, live_cap: usize) -> Result<(Vec<(String, f64)>, Live), String> {
     let mut cmd = Command::new("python3");
@@ -400,6 +437,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let peers = run_peers(args.quick);
     let py = |name: &str| {
         py_medians
             .iter()
@@ -458,8 +496,25 @@ fn main() {
         note: format!("stack pool: {pooled} stack(s) ready"),
     });
     let live = live_generators(args.live_cap);
+    let peer = |name: &str| {
+        peers
+            .as_ref()
+            .ok()
+            .and_then(|p| p.iter().find(|(n, _)| n == name))
+            .map(|(_, ns)| *ns)
+    };
 
     if args.json {
+        // The peers' lines only when peer_switch ran (it is built apart).
+        for name in [
+            "raw_switch",
+            "generator_rs_send",
+            "generator_rs_create_exhaust",
+        ] {
+            if let Some(ns) = peer(name) {
+                println!("{{\"op\": \"peer_{name}\", \"ns\": {}}}", json_num(ns));
+            }
+        }
         for r in &rows {
             println!(
                 "{{\"op\": {}, \"rust_ns\": {}, \"python_ns\": {}, \"ratio\": {}}}",
@@ -527,4 +582,74 @@ fn main() {
     };
     report("rust  ", &live);
     report("python", &py_live);
+
+    let (raw, gen_rs, gen_rs_create) = match (
+        peer("raw_switch"),
+        peer("generator_rs_send"),
+        peer("generator_rs_create_exhaust"),
+    ) {
+        (Some(a), Some(b), Some(c)) => (a, b, c),
+        _ => {
+            println!(
+                "\npeers: none ({})",
+                peers.err().unwrap_or_else(|| "incomplete output".into())
+            );
+            return;
+        }
+    };
+    println!("\n{:<32} {:>12}  same run", "peer (CPU time)", "ns/op");
+    println!("{:<32} {:>12.2}", "raw corosensei resume/suspend", raw);
+    println!("{:<32} {:>12.2}", "generator-rs send", gen_rs);
+    println!(
+        "{:<32} {:>12.1}",
+        "generator-rs create+exhaust", gen_rs_create
+    );
+
+    // Issue 15's goals, each from this run's figures.
+    let find = |op: &str| {
+        rows.iter()
+            .find(|r| r.op == op)
+            .map_or(f64::NAN, |r| r.rust_ns)
+    };
+    let (send, d10, create) = (
+        find("send"),
+        find("yield_from_gen_d10"),
+        find("create_exhaust"),
+    );
+    let goal = |what: &str, value: String, ok: bool| {
+        println!(
+            "{:<46} {:<28} {}",
+            what,
+            value,
+            if ok { "met" } else { "NOT met" }
+        );
+    };
+    println!("\ngoals (issue 15), this run:");
+    goal(
+        "send <= 2x raw switch",
+        format!("{send:.2} / {raw:.2} = {:.2}x", send / raw),
+        send <= 2.0 * raw,
+    );
+    goal(
+        "send <= 0.5x generator-rs send",
+        format!("{send:.2} / {gen_rs:.2} = {:.2}x", send / gen_rs),
+        send <= 0.5 * gen_rs,
+    );
+    let hop = (d10 - send) / 10.0;
+    goal(
+        "yield_from (gen chain) <= 3 ns per hop",
+        format!("({d10:.1} - {send:.1}) / 10 = {hop:.2} ns"),
+        hop <= 3.0,
+    );
+    let py_create = py("create_exhaust");
+    goal(
+        "create+exhaust <= 0.5x CPython",
+        format!("{create:.1} / {py_create:.1} = {:.2}x", create / py_create),
+        create <= 0.5 * py_create,
+    );
+    goal(
+        "creating past the pool <= 2 us each",
+        format!("{:.0} ns (live_generators)", live.ns_each),
+        live.ns_each <= 2000.0,
+    );
 }

@@ -54,6 +54,7 @@ use std::time::Duration;
 use clap::Parser;
 use pyfiber::event_loop::{callback, get_event_loop};
 use pyfiber::net::Socket;
+use pyfiber::stack_pool;
 use pyfiber::{Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
 
 /// The common flags, plus how to delegate.
@@ -270,24 +271,27 @@ fn event_loop() -> PyResult<()> {
 
 /// With `--literal`, a fetch at its deepest wait holds four suspended
 /// generators (`fetch` → `read_all` → `read` → `Future.__iter__`), each on a
-/// fiber stack of two memory mappings, and Linux caps a process at
-/// `vm.max_map_count` mappings. A run that cannot fit is refused before it
-/// starts, rather than failing URLs with `MemoryError` halfway.
+/// fiber stack, and Linux caps a process at `vm.max_map_count` mappings
+/// (how many stacks fit in them depends on the kernel:
+/// [`pyfiber::stack_pool::max_stacks`]). A run that cannot fit is refused
+/// before it starts, rather than failing URLs with `MemoryError` halfway.
 fn check_literal_fits(urls: usize) {
-    const PER_URL: usize = 4 * 2;
+    const PER_URL: usize = 4;
     const SLACK: usize = 2000; // the process's own mappings: code, heap, threads
     let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok());
     if let Some(max) = max_map_count {
-        let needed = urls * PER_URL + SLACK;
-        if needed > max {
+        let fit = stack_pool::max_stacks(max.saturating_sub(SLACK)) / PER_URL;
+        if urls > fit {
             common::fail(format!(
-                "--literal with --urls {urls} needs about {needed} memory mappings \
-                 (4 suspended generators per URL, 2 mappings per fiber stack, + {SLACK}), \
-                 but vm.max_map_count is {max}; use at most {} URLs, drop --literal \
-                 (one fiber per fetch), or raise it: sysctl -w vm.max_map_count=262144",
-                (max.saturating_sub(SLACK)) / PER_URL
+                "--literal with --urls {urls} needs {} fiber stacks \
+                 (4 suspended generators per URL), but with {} and vm.max_map_count \
+                 {max} (less {SLACK} for the process's own mappings) at most {fit} URLs fit; \
+                 drop --literal (one fiber per fetch), or raise it: \
+                 sysctl -w vm.max_map_count=262144",
+                urls * PER_URL,
+                stack_pool::guard_kind()
             ));
         }
     }

@@ -1,0 +1,68 @@
+//! `peer_switch`: the switch floor and generator-rs, for `examples/bench.rs`.
+//!
+//! Prints `op median_ns` lines (thread CPU time, medians of samples), the
+//! same method as bench's own rows:
+//! - `raw_switch`: `coroutine.resume(x)` into `loop { x = yielder.suspend(x) }`
+//!   on a corosensei `DefaultStack`: what any send on a corosensei fiber
+//!   costs at least.
+//! - `generator_rs_send`: generator-rs, `Gn::new_scoped` + `send` into the
+//!   same loop.
+//! - `generator_rs_create_exhaust`: create, start and exhaust a one-yield
+//!   generator-rs generator (it maps a fresh stack each time).
+//!
+//! ```text
+//! target/release/peer_switch [--quick]
+//! ```
+
+use std::hint::black_box;
+
+use corosensei::{stack::DefaultStack, Coroutine};
+use generator::Gn;
+use pyfiber_peers::median_ns;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (samples, sample_ns) = if quick {
+        (5, 2_000_000)
+    } else {
+        (21, 20_000_000)
+    };
+
+    let mut co: Coroutine<u64, u64, (), DefaultStack> =
+        Coroutine::with_stack(DefaultStack::new(256 * 1024).expect("stack"), |y, mut x| {
+            loop {
+                x = y.suspend(black_box(x));
+            }
+        });
+    let mut i = 0u64;
+    let raw = median_ns(samples, sample_ns, || {
+        i += 1;
+        black_box(co.resume(i));
+    });
+    println!("raw_switch {raw}");
+
+    let mut g = Gn::<u64>::new_scoped(|mut s| {
+        let mut x = 0u64;
+        loop {
+            x = s.yield_(black_box(x)).unwrap_or(0);
+        }
+    });
+    g.resume(); // to the first yield, like next(g)
+    let mut i = 0u64;
+    let send = median_ns(samples, sample_ns, || {
+        i += 1;
+        black_box(g.send(i));
+    });
+    println!("generator_rs_send {send}");
+
+    let create = median_ns(samples, sample_ns / 4, || {
+        let g = Gn::<()>::new_scoped(|mut s| {
+            s.yield_(1u64);
+            generator::done!();
+        });
+        for v in g {
+            black_box(v);
+        }
+    });
+    println!("generator_rs_create_exhaust {create}");
+}
