@@ -97,7 +97,10 @@ impl Spider {
             url: target.url.clone(),
             target,
             response: RefCell::new(Vec::new()),
-            sock: Rc::new(Socket::new()?),
+            // socket.socket(type=SOCK_STREAM | SOCK_NONBLOCK): one system
+            // call fewer than the seed's socket() + setblocking(False); fetch
+            // keeps that line, which then finds the flag already set.
+            sock: Rc::new(Socket::new_nonblocking()?),
         }))
     }
 

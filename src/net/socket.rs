@@ -105,6 +105,20 @@ impl Socket {
         Ok(Socket { inner })
     }
 
+    /// `socket.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK)` (Linux): a TCP
+    /// socket non-blocking from its creation, so a later
+    /// `setblocking(False)` finds it already set and changes nothing (one
+    /// `fcntl(F_GETFL)`, no `F_SETFL`). The event-loop stages keep the seed's
+    /// `setblocking(False)` line after it.
+    pub fn new_nonblocking() -> PyResult<Socket> {
+        let inner = socket2::Socket::new(
+            Domain::IPV4,
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )?;
+        Ok(Socket { inner })
+    }
+
     /// `socket.socket(fileno=...)` for a `socket2::Socket` made elsewhere.
     pub fn from_socket2(inner: socket2::Socket) -> Socket {
         Socket { inner }
@@ -118,6 +132,7 @@ impl Socket {
 
     /// `sock.setblocking(flag)`: `setblocking(False)` makes every later call
     /// return at once, raising `BlockingIOError` when it would have waited.
+    /// Setting what is already set does no `F_SETFL`.
     pub fn setblocking(&self, flag: bool) -> PyResult<()> {
         Ok(self.inner.set_nonblocking(!flag)?)
     }

@@ -23,8 +23,9 @@
 //!
 //! A stack is never unmapped on its own (that would split the batch's
 //! mapping): a stack given up beyond the pool's capacity returns its memory
-//! with `MADV_DONTNEED`, and the batch is unmapped when its last stack and
-//! the reserve are gone (an `Rc` counts them).
+//! with `MADV_DONTNEED` ([`FiberStack::release_memory`]), and the batch is
+//! unmapped when its last stack and the reserve are gone (an `Rc` counts
+//! them).
 //!
 //! Why `unsafe` is needed: corosensei's `Stack` trait is an `unsafe trait`
 //! (the implementor promises a guard page and the bounds), and `mmap`,
@@ -117,7 +118,8 @@ impl Drop for Mapping {
 pub struct FiberStack {
     top: StackPointer,
     len: usize,
-    batch: Rc<Mapping>,
+    // Held, not read: keeps the batch mapped while this stack lives.
+    _batch: Rc<Mapping>,
 }
 
 // SAFETY: the range `[top - len, top)` belongs to this `FiberStack` alone
@@ -138,23 +140,25 @@ unsafe impl Stack for FiberStack {
     }
 }
 
-impl Drop for FiberStack {
-    fn drop(&mut self) {
-        if Rc::strong_count(&self.batch) > 1 {
-            // The batch stays mapped for others: give this stack's memory
-            // back. SAFETY: the usable part is this stack's own, and its
-            // fiber has finished or never started (corosensei returns the
-            // stack only then); the pages read as zeros if reused.
-            let page = page_size();
-            let r = unsafe {
-                libc::madvise(
-                    (self.top.get() - self.len + page) as *mut _,
-                    self.len - page,
-                    libc::MADV_DONTNEED,
-                )
-            };
-            debug_assert_eq!(r, 0, "madvise(DONTNEED) of a fiber stack failed");
-        }
+impl FiberStack {
+    /// Gives this stack's memory back to the kernel before it is dropped
+    /// (the pool is full): the batch stays mapped for its other stacks, so
+    /// without this the touched pages would stay resident until all of them
+    /// are gone. Not done on every drop: at thread exit the whole batch is
+    /// unmapped at once anyway.
+    pub fn release_memory(self) {
+        let page = page_size();
+        // SAFETY: the usable part is this stack's own, and its fiber has
+        // finished or never started (corosensei gives the stack back only
+        // then); nothing reads it again before it is unmapped.
+        let r = unsafe {
+            libc::madvise(
+                (self.top.get() - self.len + page) as *mut _,
+                self.len - page,
+                libc::MADV_DONTNEED,
+            )
+        };
+        debug_assert_eq!(r, 0, "madvise(DONTNEED) of a fiber stack failed");
     }
 }
 
@@ -235,7 +239,7 @@ impl Reserve {
         Ok(FiberStack {
             top: NonZeroUsize::new(start + stride).expect("mmap never returns address 0"),
             len: stride,
-            batch: Rc::clone(self.batch.as_ref().expect("mapped above")),
+            _batch: Rc::clone(self.batch.as_ref().expect("mapped above")),
         })
     }
 }

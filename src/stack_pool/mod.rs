@@ -109,7 +109,8 @@ fn map_new() -> Result<FiberStack, Exception> {
 /// Returns the stack of a generator that finished.
 pub(crate) fn give_back(stack: FiberStack) {
     // `try_with`: a generator dropped while the thread's locals are being
-    // destroyed just unmaps its stack.
+    // destroyed just drops its stack (its batch is unmapped with the last
+    // stack of it).
     let _ = POOL.try_with(|p| {
         let mut p = p.borrow_mut();
         p.in_use -= 1;
@@ -117,6 +118,7 @@ pub(crate) fn give_back(stack: FiberStack) {
             p.free.push(stack);
         } else {
             p.mapped -= 1;
+            stack.release_memory();
         }
     });
 }

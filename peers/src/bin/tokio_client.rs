@@ -1,7 +1,10 @@
 //! `tokio_client`: N concurrent fetches the way a Rust user would write
 //! them: a tokio current-thread runtime (one thread, like pyfiber's loop),
 //! one task per URL, raw TCP (`connect`, `write_all` the tutorials'
-//! HTTP/1.0 request, `read_to_end`).
+//! HTTP/1.0 request, `read_to_end`). Each response then gets what the
+//! stages do with theirs (parse it, decode the body, find `<title>`, with
+//! pyfiber's own `net` functions) and a `result: URL TITLE` line, so the
+//! comparison is of the waiting, not of the work.
 //!
 //! It prints the stages' last line and, with `--json`, their JSON line, so
 //! `compare` reads it like the generator example's:
@@ -10,6 +13,7 @@
 //! target/release/tokio_client --urls 5000 --url 'http://127.0.0.1:5400/s?wd={}' --json
 //! ```
 
+use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -45,6 +49,13 @@ fn split(url: &str) -> Result<(String, String), String> {
     Ok((host.to_string(), path.to_string()))
 }
 
+/// What the stages print for a response: its `<title>` (or `None`).
+fn title_of(raw: &[u8]) -> Result<String, String> {
+    let response = pyfiber::net::Response::parse(raw).map_err(|e| e.line())?;
+    let html = response.text().map_err(|e| e.line())?;
+    Ok(pyfiber::net::title(&html).unwrap_or_else(|| "None".to_string()))
+}
+
 async fn fetch(addr: SocketAddr, request: String) -> std::io::Result<Vec<u8>> {
     let mut sock = TcpStream::connect(addr).await?;
     sock.write_all(request.as_bytes()).await?;
@@ -74,6 +85,7 @@ fn main() -> ExitCode {
         };
         let hostname = host.split(':').next().unwrap_or(&host).to_string();
         jobs.push((
+            url,
             addr,
             format!("GET {path} HTTP/1.0\r\nHost: {hostname}\r\n\r\n"),
         ));
@@ -85,25 +97,47 @@ fn main() -> ExitCode {
         .expect("runtime");
     let timeout = Duration::from_secs_f64(args.timeout);
     let start = Instant::now();
-    let (ok, errors) = rt.block_on(async move {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (ok, errors) = rt.block_on(async {
         let handles: Vec<_> = jobs
             .into_iter()
-            .map(|(addr, req)| tokio::spawn(tokio::time::timeout(timeout, fetch(addr, req))))
+            .map(|(url, addr, req)| {
+                tokio::spawn(async move {
+                    let got = tokio::time::timeout(timeout, fetch(addr, req)).await;
+                    let title = match got {
+                        Ok(Ok(raw)) => title_of(&raw),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("TimeoutError: timed out".to_string()),
+                    };
+                    (url, title)
+                })
+            })
             .collect();
         let (mut ok, mut errors) = (0usize, 0usize);
         for h in handles {
             match h.await {
-                Ok(Ok(Ok(body))) if body.starts_with(b"HTTP/1.") => ok += 1,
-                _ => errors += 1,
+                Ok((url, Ok(title))) => {
+                    ok += 1;
+                    let _ = writeln!(out, "result: {url} {title}");
+                }
+                Ok((url, Err(e))) => {
+                    errors += 1;
+                    let _ = writeln!(out, "error: {url} {e}");
+                }
+                Err(e) => {
+                    errors += 1;
+                    let _ = writeln!(out, "error: task {e}");
+                }
             }
         }
         (ok, errors)
     });
     let seconds = start.elapsed().as_secs_f64();
     let n = args.urls;
-    println!("Request Times: {n}, Total Cost: {seconds:.6} seconds");
+    let _ = writeln!(out, "Request Times: {n}, Total Cost: {seconds:.6} seconds");
     if args.json {
-        println!(
+        let _ = writeln!(
+            out,
             "{{\"stage\": \"tokio\", \"requests\": {n}, \"ok\": {ok}, \"errors\": {errors}, \"seconds\": {seconds:.6}}}"
         );
     }
