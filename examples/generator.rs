@@ -97,10 +97,7 @@ impl Spider {
             url: target.url.clone(),
             target,
             response: RefCell::new(Vec::new()),
-            // socket.socket(type=SOCK_STREAM | SOCK_NONBLOCK): one system
-            // call fewer than the seed's socket() + setblocking(False); fetch
-            // keeps that line, which then finds the flag already set.
-            sock: Rc::new(Socket::new_nonblocking()?),
+            sock: Rc::new(Socket::new_nonblocking()?), // SOCK_NONBLOCK: fetch's setblocking(False) finds it set
         }))
     }
 

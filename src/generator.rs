@@ -40,6 +40,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
 
+use crate::stack_pool::FiberStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::exception::{Exception, PyResult};
@@ -228,7 +229,7 @@ impl Wire {
 type Body = Box<dyn FnOnce(&Co<'_>) -> PyResult<Value>>;
 /// The fiber that runs one body: it takes `Resume`s, yields `Value`s (both
 /// as [`Wire`]s) and finishes with the body's result.
-type Fiber = Coroutine<Wire, Wire, PyResult<Value>, crate::stack_pool::FiberStack>;
+type Fiber = Coroutine<Wire, Wire, PyResult<Value>, FiberStack>;
 
 /// The frame of a generator, in the three shapes of its life.
 enum Frame {
@@ -741,7 +742,7 @@ impl Inner {
 
 /// Starts a fiber for `body` on `stack`. The first resume is always a `Send`
 /// of `None` (`send` and `throw` see to it), so its input is not inspected.
-fn start_fiber(stack: crate::stack_pool::FiberStack, body: Body, generator: Weak<Inner>) -> Fiber {
+fn start_fiber(stack: FiberStack, body: Body, generator: Weak<Inner>) -> Fiber {
     Coroutine::with_stack(stack, move |yielder: &Yielder<Wire, Wire>, _first: Wire| {
         let co = Co {
             yielder,

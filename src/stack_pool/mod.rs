@@ -5,8 +5,9 @@
 //! (two kernel mappings). Making and exhausting a generator should cost what
 //! CPython's does, so a finished generator gives its stack back here and the
 //! next one reuses it; and past the pool, new stacks are carved out of one
-//! mapping made for [`batch::BATCH`] of them ([`batch`], one `mprotect` per
-//! stack instead of corosensei's `mmap` + `mprotect` + `munmap`).
+//! mapping made for 64 of them (the private module `batch`, the crate's only
+//! `unsafe`: one `madvise` guard marker or `mprotect` per stack instead of
+//! corosensei's `mmap` + `mprotect` + `munmap`).
 //!
 //! The pool is per thread, like the single-threaded runtime it serves.
 //! Linux caps a process at `vm.max_map_count` mappings (65530 by default).
@@ -124,7 +125,7 @@ pub(crate) fn give_back(stack: FiberStack) {
 }
 
 /// How many fiber stacks fit in `max_map_count` kernel mappings on this
-/// kernel: a batch of [`batch::BATCH`] per mapping with guard markers, half
+/// kernel: a batch of 64 per mapping with guard markers, half
 /// the count with `mprotect`ed guards. (No Python equivalent.)
 pub fn max_stacks(max_map_count: usize) -> usize {
     match batch::guards() {
