@@ -20,12 +20,15 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pyfiber::crawler::{self, Crawler, CrawlerOptions};
 use pyfiber::net;
 use pyfiber::server::{self, ServerConfig, ServerHandle};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Web crawler (the 500 Lines chapter's crawl.py, on pyfiber generators).
 #[derive(Parser, Debug)]
@@ -43,6 +46,13 @@ struct Args {
     /// Limit concurrent connections.
     #[arg(long = "max_tasks", value_name = "N", default_value_t = 100)]
     max_tasks: usize,
+    /// Queue at most this many URLs in all (roots included); further links
+    /// are counted, not followed.
+    #[arg(long = "max_pages", value_name = "N", default_value_t = CrawlerOptions::default().max_pages)]
+    max_pages: usize,
+    /// Follow links at most this many hops from a root.
+    #[arg(long = "max_depth", value_name = "N", default_value_t = CrawlerOptions::default().max_depth)]
+    max_depth: usize,
     /// Exclude matching URLs.
     #[arg(long, value_name = "REGEX")]
     exclude: Option<String>,
@@ -119,11 +129,55 @@ fn outcomes_of_report(report: &str) -> BTreeMap<String, String> {
     out
 }
 
-fn run(args: Args) -> Result<(), String> {
+/// Refuses a `--max_tasks` this machine cannot hold, before any task
+/// starts: each task keeps a socket open (two with the embedded server,
+/// whose end counts too) and a fiber stack mapped (a mapping and its guard
+/// page: two of `vm.max_map_count`). Past either limit the crawl used to
+/// fail thousands of URLs with EMFILE or MemoryError instead.
+fn check_max_tasks(max_tasks: usize, embedded: bool) -> Result<(), String> {
+    if max_tasks == 0 {
+        return Err("--max_tasks must be at least 1".into());
+    }
+    let (soft, _) = net::nofile_limit();
+    let per_task = if embedded { 2 } else { 1 };
+    // stdin/out/err, the epoll fd, the server's listener and wake-up pair.
+    let reserve = 32;
+    let fds = max_tasks.saturating_mul(per_task).saturating_add(reserve);
+    if (fds as u64) > soft {
+        return Err(format!(
+            "--max_tasks {max_tasks} needs {fds} open files ({per_task} per task{}, plus {reserve}), but the limit is {soft} (ulimit -n); use at most --max_tasks {}",
+            if embedded { ": the crawler's socket and the embedded server's" } else { "" },
+            (soft.saturating_sub(reserve as u64)) / per_task as u64
+        ));
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/sys/vm/max_map_count") {
+        if let Ok(maps) = text.trim().parse::<usize>() {
+            // Two mappings per stack; half of the rest for the program.
+            let stacks = maps / 2 / 2;
+            if max_tasks > stacks {
+                return Err(format!(
+                    "--max_tasks {max_tasks} needs {max_tasks} fiber stacks of {} KiB, but vm.max_map_count {maps} allows about {stacks}; use at most --max_tasks {stacks}",
+                    pyfiber::stack_pool::STACK_SIZE / 1024
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(args: Args) -> Result<ExitCode, String> {
     let timeout = seconds("timeout", args.timeout)?;
     let delay = seconds("delay", args.delay)?;
     // Thousands of sockets at once (ours, and the embedded server's).
     net::raise_nofile_limit().map_err(|e| e.line())?;
+    check_max_tasks(args.max_tasks, args.roots.is_empty())?;
+    // Ctrl-C and SIGTERM set a flag that the crawl looks at; crawl.py's
+    // `except KeyboardInterrupt: print('\nInterrupted\n')`, then the report.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, interrupt.clone())
+            .map_err(|e| format!("cannot catch signal {signal}: {e}"))?;
+    }
 
     let mut server: Option<ServerHandle> = None;
     let roots = if args.roots.is_empty() {
@@ -164,9 +218,20 @@ fn run(args: Args) -> Result<(), String> {
         max_body: CrawlerOptions::default().max_body,
         log_level,
         progress: !args.json && std::io::stdout().is_terminal(),
+        max_pages: args.max_pages,
+        max_depth: args.max_depth,
+        interrupt: Some(interrupt),
     };
     let crawler = Crawler::new(&roots, options).map_err(|e| e.line())?;
     let outcome = crawler.run();
+    if crawler.interrupted() {
+        // On stderr with --json, whose stdout is one JSON document.
+        if args.json {
+            eprintln!("\nInterrupted\n");
+        } else {
+            println!("\nInterrupted\n");
+        }
+    }
 
     let mut text = Vec::new();
     crawler::report(&crawler, &mut text).map_err(|e| e.to_string())?;
@@ -176,7 +241,21 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         stdout.write_all(&text).map_err(|e| e.to_string())?;
     }
+    stdout.flush().map_err(|e| e.to_string())?;
     drop(stdout);
+    if crawler.interrupted() {
+        // 128 + SIGINT, as a shell reports a program Ctrl-C ended. The tasks
+        // still in flight are left to the process exit.
+        std::process::exit(130);
+    }
+    if crawler.limited() > 0 {
+        eprintln!(
+            "crawl: {} links not followed (--max_pages {}, --max_depth {})",
+            crawler.limited(),
+            args.max_pages,
+            args.max_depth
+        );
+    }
     outcome.map_err(|e| format!("the crawl failed: {}", e.line()))?;
     crawler
         .check_outcomes()
@@ -194,7 +273,7 @@ fn run(args: Args) -> Result<(), String> {
             stats.requests, stats.peak_concurrency
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the Python twin on the same roots with the same flags, and prints
@@ -278,7 +357,7 @@ fn compare_with_python(
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("crawl: {message}");
             ExitCode::FAILURE

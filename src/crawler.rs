@@ -60,15 +60,17 @@ macro_rules! log {
 }
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use crate::event_loop::{callback, get_event_loop};
+use crate::event_loop::{callback, get_event_loop, TimerHandle};
 use crate::exception::{Exception, OsError, PyResult};
 use crate::future::Future;
 use crate::generator::{Co, Generator};
@@ -150,7 +152,25 @@ pub struct CrawlerOptions {
     /// Print a progress line (`\r`-rewritten) on stdout while crawling; the
     /// example turns it on only when stdout is a terminal.
     pub progress: bool,
+    /// `--max_pages`: the most URLs one crawl queues (roots included); past
+    /// it links are counted, not followed (scrapy's CLOSESPIDER_PAGECOUNT).
+    /// With [`max_depth`](Self::max_depth) it ends a crawl of an endless
+    /// link space.
+    pub max_pages: usize,
+    /// `--max_depth`: links are followed this many hops from a root, no
+    /// further (wget -r's `--level`, scrapy's DEPTH_LIMIT); a redirect
+    /// keeps its page's depth.
+    pub max_depth: usize,
+    /// Set from another thread (a SIGINT/SIGTERM handler) to interrupt the
+    /// crawl, as Ctrl-C raises KeyboardInterrupt in `crawl.py`: the loop is
+    /// stopped within [`INTERRUPT_POLL`] and [`Crawler::run`] returns
+    /// `KeyboardInterrupt`; what was done so far stays in
+    /// [`Crawler::done`].
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
+
+/// How often a crawl with [`CrawlerOptions::interrupt`] looks at the flag.
+pub const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 impl Default for CrawlerOptions {
     /// The chapter's defaults (`max_tasks` is `crawl.py`'s 100), a 10 s
@@ -166,6 +186,9 @@ impl Default for CrawlerOptions {
             max_body: 16 << 20,
             log_level: 0,
             progress: false,
+            max_pages: 100_000,
+            max_depth: 16,
+            interrupt: None,
         }
     }
 }
@@ -290,6 +313,14 @@ pub struct Crawler {
     /// Requests under way, for the progress line.
     active: Cell<usize>,
     last_progress: Cell<Option<Instant>>,
+    max_pages: usize,
+    max_depth: usize,
+    /// Hops from a root of every queued URL.
+    depth: RefCell<HashMap<String, usize>>,
+    /// Links not followed because of `max_pages` or `max_depth`.
+    limited: Cell<usize>,
+    interrupt: Option<Arc<AtomicBool>>,
+    interrupted: Cell<bool>,
 }
 
 /// `TimeoutError: timed out after ...`: what a request past its deadline
@@ -616,6 +647,12 @@ impl Crawler {
             t1: Cell::new(None),
             active: Cell::new(0),
             last_progress: Cell::new(None),
+            max_pages: options.max_pages,
+            max_depth: options.max_depth,
+            depth: RefCell::new(HashMap::new()),
+            limited: Cell::new(0),
+            interrupt: options.interrupt.clone(),
+            interrupted: Cell::new(false),
         });
         for root in crawler.roots.clone() {
             crawler.add_url(&root, crawler.max_redirect);
@@ -680,13 +717,46 @@ impl Crawler {
         }
     }
 
-    /// `add_url(url, max_redirect)`: marks the URL seen and queues it.
+    /// `add_url(url, max_redirect)`: marks the URL seen and queues it, at
+    /// depth 0 (a root).
     pub fn add_url(&self, url: &str, max_redirect: usize) {
+        self.add_url_at(url, max_redirect, 0);
+    }
+
+    /// `add_url` at `depth` hops from a root, unless `max_pages` URLs are
+    /// queued already (then it is counted in [`Crawler::limited`]).
+    fn add_url_at(&self, url: &str, max_redirect: usize, depth: usize) {
+        if self.seen_urls.borrow().len() >= self.max_pages {
+            self.limited.set(self.limited.get() + 1);
+            log!(
+                self,
+                1,
+                "max_pages {} reached: not queueing {}",
+                self.max_pages,
+                str_repr(url)
+            );
+            return;
+        }
+        self.depth.borrow_mut().insert(url.to_string(), depth);
         log!(self, 3, "adding {} {max_redirect}", str_repr(url));
         self.seen_urls.borrow_mut().insert(url.to_string());
         self.q
             .put_nowait((url.to_string(), max_redirect))
             .expect("the queue is shut down only after the crawl");
+    }
+
+    /// Links found but not followed because of `max_pages` or `max_depth`.
+    pub fn limited(&self) -> usize {
+        self.limited.get()
+    }
+
+    /// Whether the crawl was interrupted (see [`CrawlerOptions::interrupt`]).
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.get()
+    }
+
+    fn depth_of(&self, url: &str) -> usize {
+        self.depth.borrow().get(url).copied().unwrap_or(0)
     }
 
     /// `self.seen_urls`: every URL ever queued, a copy.
@@ -866,8 +936,23 @@ impl Crawler {
                 let seen = self.seen_urls.borrow();
                 links.into_iter().filter(|l| !seen.contains(l)).collect()
             };
-            for link in new_links {
-                self.add_url(&link, self.max_redirect);
+            let depth = self.depth_of(url);
+            if depth >= self.max_depth {
+                if !new_links.is_empty() {
+                    log!(
+                        self,
+                        1,
+                        "max_depth {} reached at {}: {} links not followed",
+                        self.max_depth,
+                        str_repr(url),
+                        new_links.len()
+                    );
+                }
+                self.limited.set(self.limited.get() + new_links.len());
+            } else {
+                for link in new_links {
+                    self.add_url_at(&link, self.max_redirect, depth + 1);
+                }
             }
         }
         Ok(())
@@ -923,7 +1008,7 @@ impl Crawler {
                 str_repr(url)
             );
             self.record_statistic(stat);
-            self.add_url(&next_url, max_redirect - 1);
+            self.add_url_at(&next_url, max_redirect - 1, self.depth_of(url));
         } else {
             // crawling.py: LOGGER.error; the statistic is a plain redirect.
             log!(
@@ -1021,7 +1106,14 @@ impl Crawler {
             let workers: Vec<Task> = (0..crawler.max_tasks)
                 .map(|_| Task::new(crawler.work()))
                 .collect();
+            let watcher = crawler
+                .interrupt
+                .clone()
+                .map(|flag| crawler.watch_interrupt(flag));
             crawler.q.join(co)?;
+            if let Some(watcher) = watcher {
+                watcher.borrow_mut().cancel();
+            }
             crawler.t1.set(Some(Instant::now()));
             crawler.q.shutdown();
             for worker in workers {
@@ -1042,10 +1134,41 @@ impl Crawler {
         })
     }
 
+    /// Looks at the interrupt flag every [`INTERRUPT_POLL`]; once set, stops
+    /// the loop (Ctrl-C stops `run_until_complete` in Python likewise).
+    /// Returns the pending timer, for `crawl` to cancel when it ends.
+    fn watch_interrupt(self: &Rc<Self>, flag: Arc<AtomicBool>) -> Rc<RefCell<TimerHandle>> {
+        fn arm(crawler: Rc<Crawler>, flag: Arc<AtomicBool>, slot: Rc<RefCell<TimerHandle>>) {
+            let next = slot.clone();
+            let timer = get_event_loop().call_later(INTERRUPT_POLL, move || {
+                if flag.load(Ordering::Relaxed) {
+                    crawler.interrupted.set(true);
+                    get_event_loop().stop();
+                } else {
+                    arm(crawler, flag, next);
+                }
+            });
+            *slot.borrow_mut() = timer;
+        }
+        let slot = Rc::new(RefCell::new(
+            get_event_loop().call_later(Duration::ZERO, || {}),
+        ));
+        arm(self.clone(), flag, slot.clone());
+        slot
+    }
+
     /// `loop.run_until_complete(crawler.crawl())` on this thread's loop.
+    /// Raises `KeyboardInterrupt` when interrupted (see
+    /// [`CrawlerOptions::interrupt`]); [`Crawler::done`] then holds what was
+    /// done before.
     pub fn run(self: &Rc<Self>) -> PyResult<()> {
         let task = Task::new(self.crawl());
-        get_event_loop().run_until_complete(&task)?;
+        let result = get_event_loop().run_until_complete(&task);
+        if self.interrupted.get() {
+            self.t1.set(Some(Instant::now()));
+            return Err(Exception::user("KeyboardInterrupt", ""));
+        }
+        result?;
         Ok(())
     }
 }

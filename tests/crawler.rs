@@ -1318,3 +1318,161 @@ fn crawling_leaves_no_unfinished_task() {
     let _crawler = crawl(&[server.url("/")], options());
     assert_eq!(pyfiber::task::unfinished_tasks(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// Limits and Ctrl-C (issue 13): a crawl of an endless link space ends; an
+// interrupted crawl still reports; --max_tasks past the machine is refused.
+
+mod support;
+
+/// `--max_pages` ends a crawl of a site larger than anyone wants (here a
+/// 100,000-page tree, which without it would run for minutes), with exactly
+/// that many outcomes; `--max_depth` stops at that many hops.
+#[test]
+fn max_pages_and_max_depth_end_the_crawl() {
+    let server = tree_server(100_000, 10);
+    let crawler = crawl(
+        &[server.url("/")],
+        CrawlerOptions {
+            max_pages: 50,
+            ..options()
+        },
+    );
+    assert_eq!(crawler.done().len(), 50);
+    assert!(crawler.limited() > 0);
+    let crawler = crawl(
+        &[server.url("/")],
+        CrawlerOptions {
+            max_depth: 1,
+            ..options()
+        },
+    );
+    // The root and its ten children; the grandchildren are not followed.
+    assert_eq!(crawler.done().len(), 11);
+    assert_eq!(crawler.limited(), 100);
+    let crawler = crawl(
+        &[server.url("/")],
+        CrawlerOptions {
+            max_depth: 0,
+            ..options()
+        },
+    );
+    assert_eq!(crawler.done().len(), 1);
+    // The defaults end any crawl too.
+    let defaults = CrawlerOptions::default();
+    assert!(defaults.max_pages <= 100_000 && defaults.max_depth <= 16);
+}
+
+/// A redirect keeps its page's depth: `/redirect/3` → 2 → 1 → 0 → `/` is
+/// five fetches at depth 0, and `/` still links on with max_depth 1.
+#[test]
+fn redirects_keep_their_depth() {
+    let server = tree_server(4, 10);
+    let crawler = crawl(
+        &[server.url("/redirect/3")],
+        CrawlerOptions {
+            max_depth: 1,
+            ..options()
+        },
+    );
+    // 4 redirects, `/`, and its 3 children.
+    assert_eq!(crawler.done().len(), 8);
+}
+
+/// SIGINT (and SIGTERM) end `crawl` with `Interrupted`, the report of what
+/// was done so far, and exit status 130, as crawl.py prints its report
+/// after KeyboardInterrupt. Before, the signal killed it with no report.
+/// The Python twin likewise (it lost its report, and ignored SIGINT when
+/// started in the background).
+#[test]
+fn sigint_prints_interrupted_and_the_report() {
+    for (twin, signal) in [
+        (false, "INT"),
+        (false, "TERM"),
+        (true, "INT"),
+        (true, "TERM"),
+    ] {
+        let mut command = if twin {
+            let mut c = Command::new("python3");
+            c.arg(support::python_twin("crawl"));
+            c
+        } else {
+            support::example("crawl")
+        };
+        let mut child = command
+            .args(["-q", "--delay", "0.5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Started when it says which site it crawls (python3 may take a
+        // while to get there on a busy machine); the root is done at
+        // 0.5 s, its ten children at 1 s: then the signal.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        assert!(first.starts_with("crawling "), "{first}");
+        thread::sleep(Duration::from_millis(1300));
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        let output = loop {
+            if child.try_wait().unwrap().is_some() {
+                break child.wait_with_output().unwrap();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("SIG{signal}: still running 10 s after the signal");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let out = String::from_utf8_lossy(&output.stdout);
+        eprintln!(
+            "twin {twin} SIG{signal}: ended {:?} after the signal",
+            start.elapsed()
+        );
+        assert_eq!(output.status.code(), Some(130), "SIG{signal}: {out}");
+        assert!(
+            out.starts_with("\nInterrupted\n\n*** Report ***\n"),
+            "{out}"
+        );
+        let done: usize = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Done: "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no Done line: {out}"));
+        assert!(done >= 1, "what was done: {out}");
+        let lines = out
+            .split("*** Report ***\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .take_while(|l| !l.starts_with("Finished "))
+            .count();
+        assert_eq!(lines, done, "one report line per URL done: {out}");
+    }
+}
+
+/// `--max_tasks` past the open-file limit or the fiber stacks this machine
+/// can map is refused before any task starts, naming the limit (100,000
+/// once printed 67,250 MemoryError tracebacks).
+#[test]
+fn max_tasks_past_the_machine_is_refused_up_front() {
+    let output = support::example("crawl")
+        .args(["-q", "--max_tasks", "10000000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("crawl: --max_tasks 10000000 needs ")
+            && err.contains("use at most --max_tasks "),
+        "{err}"
+    );
+    assert!(!err.contains("Task exception"), "{err}");
+    assert!(output.stdout.is_empty());
+}

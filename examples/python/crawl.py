@@ -23,6 +23,7 @@ import asyncio
 import json
 import re
 import resource
+import signal
 import sys
 import time
 import urllib.parse
@@ -144,7 +145,7 @@ def content_type_of(response):
 class Crawler:
     def __init__(self, roots, exclude=None, strict=True, max_redirect=10,
                  max_tries=4, max_tasks=100, timeout=10.0, max_body=16 << 20,
-                 log_level=0):
+                 log_level=0, max_pages=100_000, max_depth=16):
         if not roots:
             raise ValueError('no root URLs to crawl')
         if max_tasks < 1:
@@ -167,6 +168,10 @@ class Crawler:
         self.timeout = timeout
         self.max_body = max_body
         self.log_level = log_level
+        self.max_pages = max_pages
+        self.max_depth = max_depth
+        self.depth = {}
+        self.limited = 0
         self.q = asyncio.Queue()
         self.seen_urls = set()
         self.done = []
@@ -213,9 +218,15 @@ class Crawler:
             return False
         return True
 
-    def add_url(self, url, max_redirect=None):
+    def add_url(self, url, max_redirect=None, depth=0):
         if max_redirect is None:
             max_redirect = self.max_redirect
+        if len(self.seen_urls) >= self.max_pages:
+            # --max_pages: counted, not followed.
+            self.limited += 1
+            self.log(1, 'max_pages %r reached: not queueing %r', self.max_pages, url)
+            return
+        self.depth[url] = depth
         self.log(3, 'adding %r %r', url, max_redirect)
         self.seen_urls.add(url)
         self.q.put_nowait((url, max_redirect))
@@ -275,6 +286,8 @@ class Crawler:
                     e = TimeoutError('timed out after {:.3f} s'.format(self.timeout))
                 self.log(2, 'try %r for %r raised %s', tries, url, exc_line(e))
                 exception = e
+                if isinstance(e, ResponseTooLarge):
+                    break  # the same next time: not retried
             tries += 1
         if response is None:
             self.log(0, '%r failed after %r tries', url, self.max_tries)
@@ -285,9 +298,13 @@ class Crawler:
         else:
             stat, links = self.parse_links(url, response)
             self.record_statistic(stat)
-            for link in links:
-                if link not in self.seen_urls:
-                    self.add_url(link)
+            depth = self.depth.get(url, 0)
+            new = [link for link in links if link not in self.seen_urls]
+            if depth >= self.max_depth:
+                self.limited += len(new)  # --max_depth: not followed
+            else:
+                for link in new:
+                    self.add_url(link, depth=depth + 1)
 
     def follow_redirect(self, url, response, max_redirect):
         fields = dict(status=response.status, size=len(response.body))
@@ -306,7 +323,7 @@ class Crawler:
         elif max_redirect > 0:
             self.log(2, 'redirect to %r from %r', next_url, url)
             self.record_statistic(stat_for(url, **fields))
-            self.add_url(next_url, max_redirect - 1)
+            self.add_url(next_url, max_redirect - 1, depth=self.depth.get(url, 0))
         else:
             self.log(0, 'redirect limit reached for %r from %r', next_url, url)
             self.record_statistic(stat_for(url, **fields))
@@ -495,6 +512,10 @@ def make_parser():
                    help='Limit retries on network errors')
     p.add_argument('--max_tasks', type=int, metavar='N', default=100,
                    help='Limit concurrent connections')
+    p.add_argument('--max_pages', type=int, metavar='N', default=100_000,
+                   help='Queue at most N URLs in all')
+    p.add_argument('--max_depth', type=int, metavar='N', default=16,
+                   help='Follow links at most N hops from a root')
     p.add_argument('--exclude', action='store', metavar='REGEX', help='Exclude matching URLs')
     p.add_argument('--strict', action='store_true', default=True,
                    help='Strict host matching (default)')
@@ -513,7 +534,7 @@ def make_parser():
     return p
 
 
-async def amain(args):
+async def amain(args, holder):
     server = None
     roots = args.roots
     if not roots:
@@ -524,9 +545,26 @@ async def amain(args):
               .format(roots[0], args.pages, args.fanout, args.delay), file=sys.stderr)
     crawler = Crawler(roots, exclude=args.exclude, strict=args.strict,
                       max_redirect=args.max_redirect, max_tries=args.max_tries,
-                      max_tasks=args.max_tasks, timeout=args.timeout, log_level=args.level)
+                      max_tasks=args.max_tasks, timeout=args.timeout, log_level=args.level,
+                      max_pages=args.max_pages, max_depth=args.max_depth)
+    holder['crawler'] = crawler
+    # Ctrl-C and SIGTERM (even where a shell had SIGINT ignored, as for a
+    # background job) end the crawl as KeyboardInterrupt ends crawl.py's.
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted.set)
+    crawling = asyncio.create_task(crawler.crawl())
+    waiting = asyncio.create_task(interrupted.wait())
     try:
-        await crawler.crawl()
+        await asyncio.wait({crawling, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if interrupted.is_set():
+            # The tree site's handlers are cancelled on the way out; their
+            # "Exception in callback" noise says nothing about the crawl.
+            loop.set_exception_handler(lambda loop, context: None)
+            raise KeyboardInterrupt
+        waiting.cancel()
+        await crawling
     finally:
         if server is not None:
             server.close()
@@ -539,11 +577,25 @@ def main():
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
         resource.setrlimit(resource.RLIMIT_NOFILE,
                            (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    holder = {}
     try:
-        crawler = asyncio.run(amain(args))
+        crawler = asyncio.run(amain(args, holder))
     except ValueError as e:
         print('crawl: {}'.format(e), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # crawl.py: print('\nInterrupted\n'), then the report all the same.
+        sys.stderr.flush()
+        print('\nInterrupted\n', file=sys.stderr if args.json else sys.stdout)
+        crawler = holder.get('crawler')
+        if crawler is not None:
+            crawler.t1 = time.time()
+            if args.json:
+                report_json(crawler)
+            else:
+                report(crawler)
+        sys.stdout.flush()
+        return 130
     if args.json:
         report_json(crawler)
     else:
