@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use pyfiber::crawler::{self, Crawler, CrawlerOptions, Outcome, Queue};
 use pyfiber::server::{self, ServerConfig, ServerHandle};
 use pyfiber::{get_event_loop, Exception, Generator, Task, Value};
@@ -981,7 +983,7 @@ fn the_report_has_the_chapters_shape() {
     let tail = &lines[lines.len() - 3..];
     assert_eq!(tail[0], "Todo: 0");
     assert_eq!(tail[1], format!("Done: {n}"));
-    assert!(tail[2].starts_with("Date: ") && tail[2].ends_with(" UTC"));
+    assert!(tail[2].starts_with("Date: ") && tail[2].ends_with(" local time"));
 }
 
 #[test]
@@ -1013,26 +1015,99 @@ fn the_json_report_parses_and_says_the_same() {
     assert_eq!(lines.map(String::from).collect::<Vec<_>>(), expected);
 }
 
+/// `time.ctime(t)` for each of `stamps`, by python3 with `TZ` set to `tz`.
+fn python_ctimes(tz: &str, stamps: &[u64]) -> Vec<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,time\nfor t in sys.argv[1:]: print(time.ctime(int(t)))",
+        ])
+        .args(stamps.iter().map(u64::to_string))
+        .env("TZ", tz)
+        .output()
+        .expect("python3 on PATH");
+    assert!(out.status.success(), "python3 failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
 #[test]
-fn the_date_line_is_pythons_asctime_in_utc() {
-    use std::time::{SystemTime, UNIX_EPOCH};
+fn the_date_line_is_pythons_ctime_in_local_time() {
+    use std::time::UNIX_EPOCH;
+    // In this process's own zone, whatever it is, at dates that test the
+    // calendar (1970, a leap day, a late date).
     let stamps = [0u64, 951_782_400, 1_700_000_000, 4_102_444_799];
-    let expected = python3(
-        "import sys,time\n\
-         for t in sys.stdin.read().split(): print(time.asctime(time.gmtime(int(t))))",
-        stamps
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-            .as_bytes(),
-    );
+    let tz = std::env::var("TZ").unwrap_or_else(|_| ":/etc/localtime".into());
     let got: Vec<String> = stamps
         .iter()
         .map(|&t| crawler::report::ctime(UNIX_EPOCH + Duration::from_secs(t)))
         .collect();
-    assert_eq!(got, expected.lines().collect::<Vec<_>>());
-    assert!(!crawler::report::ctime(SystemTime::now()).is_empty());
+    // python3 without TZ reads /etc/localtime, as chrono does.
+    let expected = if std::env::var_os("TZ").is_some() {
+        python_ctimes(&tz, &stamps)
+    } else {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys,time\nfor t in sys.argv[1:]: print(time.ctime(int(t)))",
+            ])
+            .args(stamps.iter().map(u64::to_string))
+            .env_remove("TZ")
+            .output()
+            .expect("python3 on PATH");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn the_crawl_reports_its_date_in_the_zone_tz_names() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // A POSIX zone string eight hours east of UTC needs no tz database, so
+    // it means the same to the C library (python3) and to chrono.
+    let tz = "CST-8";
+    let server = tree_server(1, 1);
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = now();
+    let out = support::example("crawl")
+        .arg(server.url("/"))
+        .arg("-q")
+        .env("TZ", tz)
+        .output()
+        .expect("run crawl");
+    let after = now();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let date = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Date: "))
+        .unwrap_or_else(|| panic!("no Date line in\n{text}"));
+    let date = date
+        .strip_suffix(" local time")
+        .unwrap_or_else(|| panic!("{date:?} does not end with the chapter's ' local time'"));
+    let seconds: Vec<u64> = (before.saturating_sub(1)..=after + 1).collect();
+    let candidates = python_ctimes(tz, &seconds);
+    assert!(
+        candidates.iter().any(|c| c == date),
+        "{date:?} is none of python3's time.ctime() under TZ={tz} from {before} to {after}: {candidates:?}"
+    );
+    // And it is not UTC: eight hours apart, the two can never agree.
+    let utc = python_ctimes("UTC0", &seconds);
+    assert!(
+        !utc.iter().any(|c| c == date),
+        "{date:?} is UTC, not TZ={tz}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1322,8 +1397,6 @@ fn crawling_leaves_no_unfinished_task() {
 // ---------------------------------------------------------------------------
 // Limits and Ctrl-C (issue 13): a crawl of an endless link space ends; an
 // interrupted crawl still reports; --max_tasks past the machine is refused.
-
-mod support;
 
 /// `--max_pages` ends a crawl of a site larger than anyone wants (here a
 /// 100,000-page tree, which without it would run for minutes), with exactly

@@ -444,7 +444,7 @@ def report(crawler, file=None):
     stats.report(file=file)
     print('Todo:', crawler.q.qsize(), file=file)
     print('Done:', len(crawler.done), file=file)
-    print('Date:', time.asctime(time.gmtime()), 'UTC', file=file)
+    print('Date:', time.ctime(), 'local time', file=file)
 
 
 def report_json(crawler, file=None):
@@ -465,7 +465,7 @@ def report_json(crawler, file=None):
     print(json.dumps(dict(
         roots=crawler.roots, max_tasks=crawler.max_tasks, elapsed=elapsed(crawler),
         urls=urls, stats=dict(sorted(stats.stats.items())), todo=crawler.q.qsize(),
-        done=len(crawler.done), date=time.asctime(time.gmtime()) + ' UTC'), indent=2),
+        done=len(crawler.done), date=time.ctime() + ' local time'), indent=2),
         file=file)
 
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::{Crawler, FetchStatistic, Outcome};
 
@@ -140,7 +140,7 @@ pub fn report(crawler: &Crawler, out: &mut dyn Write) -> io::Result<()> {
     stats.report(out)?;
     writeln!(out, "Todo: {}", crawler.q.qsize())?;
     writeln!(out, "Done: {}", show.len())?;
-    writeln!(out, "Date: {} UTC", ctime(SystemTime::now()))
+    writeln!(out, "Date: {} local time", ctime(SystemTime::now()))
 }
 
 /// A JSON string literal (RFC 8259 escapes).
@@ -220,46 +220,19 @@ pub fn report_json(crawler: &Crawler, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "  \"date\": {}",
-        json_str(&format!("{} UTC", ctime(SystemTime::now())))
+        json_str(&format!("{} local time", ctime(SystemTime::now())))
     )?;
     writeln!(out, "}}")
 }
 
-/// `time.asctime(time.gmtime(t))`: `Sat Nov 21 22:49:09 2026`, in UTC (the
-/// chapter prints local time; the twin prints UTC too, so both agree).
+/// `time.ctime(t)`: `Sat Nov 21 22:49:09 2026`, in local time, as the
+/// chapter's `Date:` line prints it. Local time is whatever `TZ` (or
+/// `/etc/localtime`) says, read by chrono as the C library reads it.
 pub fn ctime(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02} {year}",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to `(year, month, day)` in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    // `%e` pads the day with a space, as asctime's `%2d` does.
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%a %b %e %H:%M:%S %Y")
+        .to_string()
 }
 
 #[cfg(test)]
