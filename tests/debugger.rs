@@ -159,7 +159,7 @@ fn a_breakpoint_in_fetch_shows_the_whole_chain_in_one_bt() {
         "generator",
         "--urls 1 --delay 0.05 --timeout 600",
         &[
-            format!("break generator.rs:{line}"),
+            format!("break examples/generator.rs:{line}"),
             "run".into(),
             "bt".into(),
         ],
@@ -188,7 +188,7 @@ fn the_first_resume_comes_from_on_connected() {
         "generator",
         "--urls 1 --delay 0.05 --timeout 600",
         &[
-            format!("break generator.rs:{line}"),
+            format!("break examples/generator.rs:{line}"),
             "run".into(),
             "bt".into(),
         ],
@@ -225,7 +225,7 @@ fn next_over_the_yield_lands_on_the_line_after_it() {
         "generator",
         "--urls 1 --delay 0.05 --timeout 600",
         &[
-            format!("break generator.rs:{yield_line}"),
+            format!("break examples/generator.rs:{yield_line}"),
             "run".into(),
             "next".into(),
             "bt 1".into(),
@@ -254,7 +254,7 @@ fn same_fiber_delegation_is_the_call_stack() {
         "yield_from",
         "--urls 1 --delay 0.05 --timeout 600",
         &[
-            format!("break yield_from.rs:{line}"),
+            format!("break examples/yield_from.rs:{line}"),
             "run".into(),
             "bt".into(),
         ],
@@ -286,7 +286,7 @@ fn the_gdb_helper_prints_the_chain_and_the_tasks() {
         "--urls 1 --delay 0.05 --literal --timeout 600",
         &[
             format!("source {}", helper.display()),
-            format!("break yield_from.rs:{read_line}"),
+            format!("break examples/yield_from.rs:{read_line}"),
             "run".into(),
             "pyfiber bt".into(),
             "pyfiber tasks".into(),
@@ -764,7 +764,7 @@ fn step_skips_the_library_and_finish_does_not_crash() {
         "--urls 1 --delay 0.05 --timeout 600",
         &[
             format!("source {}", helper()),
-            format!("break generator.rs:{chunk}"),
+            format!("break examples/generator.rs:{chunk}"),
             "run".into(),
             "step".into(),
             "bt 1".into(),
