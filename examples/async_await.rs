@@ -35,7 +35,8 @@ mod common;
 
 use std::process::ExitCode;
 
-use pyfiber::{aio, Exception, PyResult};
+use pyfiber::exception::TimeoutError;
+use pyfiber::{aio, PyResult};
 
 /// `def parse(url, response)`: the title, appended to `results`.
 fn parse(url: &str, response: &[u8]) {
@@ -91,9 +92,10 @@ fn main() -> ExitCode {
                     if let Err(e) = fetched {
                         // The same `TimeoutError: timed out` line as the
                         // other stages (asyncio's own has no message).
-                        let e = match e {
-                            Exception::TimeoutError(_) => common::timed_out(),
-                            e => e,
+                        let e = if e.is_instance(&TimeoutError) {
+                            common::timed_out()
+                        } else {
+                            e
                         };
                         common::RESULTS.append(&url, Err(e.line()));
                     }

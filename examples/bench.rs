@@ -37,7 +37,8 @@ use std::process::Command;
 use rustix::time::{clock_gettime, ClockId};
 
 use clap::Parser;
-use pyfiber::{stack_pool, Co, Exception, Generator, PyResult, Value};
+use pyfiber::exception::MemoryError;
+use pyfiber::{stack_pool, Co, Generator, PyResult, Value};
 
 #[derive(Parser)]
 #[command(about = "pyfiber's generators against CPython's, op by op")]
@@ -202,7 +203,7 @@ fn live_generators(cap: usize) -> Live {
         let g = Generator::new(one_yield);
         match g.next() {
             Ok(_) => live.push(g),
-            Err(e @ Exception::MemoryError(_)) => {
+            Err(e) if e.is_instance(&MemoryError) => {
                 stopped_by = Some(e.line());
                 break;
             }

@@ -43,6 +43,7 @@ use std::process::ExitCode;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use pyfiber::exception::BlockingIOError;
 use pyfiber::event_loop::{get_event_loop, TimerHandle};
 use pyfiber::net::Socket;
 use pyfiber::selector::DefaultSelector;
@@ -128,7 +129,8 @@ impl Spider {
         common::mark(&self.url, common::Mark::Started);
         self.sock.setblocking(false)?;
         match self.sock.connect(self.target.addr) {
-            Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+            Ok(()) => {}
+            Err(e) if e.is_instance(&BlockingIOError) => {}
             Err(e) => return Err(e),
         }
         selector().register(

@@ -27,8 +27,9 @@ mod common;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use pyfiber::exception::BlockingIOError;
 use pyfiber::net::Socket;
-use pyfiber::{Exception, PyResult};
+use pyfiber::PyResult;
 
 /// `def parse(url, response)`: the title, appended to `results`.
 fn parse(url: &str, response: &[u8]) {
@@ -51,7 +52,8 @@ fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
     sock.setblocking(false)?;
     match sock.connect(target.addr) {
         // "Operation now in progress": the connect goes on without us.
-        Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+        Ok(()) => {}
+        Err(e) if e.is_instance(&BlockingIOError) => {}
         Err(e) => return Err(e),
     }
     let get = target.request();
@@ -62,7 +64,7 @@ fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
                 common::mark(&target.url, common::Mark::Connected);
                 break;
             }
-            Err(Exception::BlockingIOError(_)) => check()?,
+            Err(e) if e.is_instance(&BlockingIOError) => check()?,
             Err(e) => return Err(e),
         }
     }
@@ -75,7 +77,7 @@ fn fetch(target: &common::Target, timeout: Duration) -> PyResult<()> {
                 common::mark(&target.url, common::Mark::FirstByte);
                 common::append_chunk(&mut response, &chunk)?
             }
-            Err(Exception::BlockingIOError(_)) => check()?,
+            Err(e) if e.is_instance(&BlockingIOError) => check()?,
             Err(e) => return Err(e),
         }
     }

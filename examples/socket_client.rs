@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pyfiber::event_loop::{self, callback, TimerHandle};
+use pyfiber::exception::BlockingIOError;
 use pyfiber::net::{raise_nofile_limit, Socket};
 use pyfiber::value::bytes_repr;
 use pyfiber::{Exception, EVENT_READ, EVENT_WRITE};
@@ -266,7 +267,8 @@ impl BenchConn {
             done: Cell::new(false),
         });
         match conn.sock.connect((bench.host.as_str(), bench.port)) {
-            Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+            Ok(()) => {}
+            Err(e) if e.is_instance(&BlockingIOError) => {}
             Err(e) => {
                 conn.done.set(true);
                 return bench.on_outcome(&conn, Some(format!("connect failed: {e}")));
@@ -322,7 +324,7 @@ impl BenchConn {
             let out = self.out.borrow();
             match self.sock.send(&out) {
                 Ok(n) => n,
-                Err(Exception::BlockingIOError(_)) => 0,
+                Err(e) if e.is_instance(&BlockingIOError) => 0,
                 Err(e) => {
                     drop(out);
                     return self.finish(Some(format!("send failed: {e}")));
@@ -362,7 +364,7 @@ impl BenchConn {
         let j = self.j.get();
         let chunk = match self.sock.recv(4096) {
             Ok(chunk) => chunk,
-            Err(Exception::BlockingIOError(_)) => return,
+            Err(e) if e.is_instance(&BlockingIOError) => return,
             Err(e) => return self.finish(Some(format!("recv failed after {j} echoes: {e}"))),
         };
         if chunk.is_empty() {

@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use pyfiber::event_loop::{self, callback, Callback};
+use pyfiber::exception::BlockingIOError;
 use pyfiber::net::{raise_nofile_limit, Socket};
 use pyfiber::value::bytes_repr;
 use pyfiber::{Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
@@ -157,7 +158,7 @@ fn on_accept(server: &Rc<Server>) {
     loop {
         let (sock, addr) = match server.sock.accept() {
             Ok(pair) => pair,
-            Err(Exception::BlockingIOError(_)) => return,
+            Err(e) if e.is_instance(&BlockingIOError) => return,
             Err(e) if out_of_resources(&e) => {
                 // The pending clients stay in the backlog; stop listening for
                 // them for a while instead of spinning on a socket that
@@ -200,7 +201,7 @@ fn on_accept(server: &Rc<Server>) {
 fn on_read(conn: &Rc<Conn>) {
     let data = match conn.sock.recv(4096) {
         Ok(data) => data,
-        Err(Exception::BlockingIOError(_)) => return,
+        Err(e) if e.is_instance(&BlockingIOError) => return,
         Err(e) => return close_connection(conn, Some(e)),
     };
     if data.is_empty() {
@@ -219,7 +220,7 @@ fn on_read(conn: &Rc<Conn>) {
 fn on_write(conn: &Rc<Conn>, data: &Rc<[u8]>, offset: usize) {
     let sent = match conn.sock.send(&data[offset..]) {
         Ok(n) => n,
-        Err(Exception::BlockingIOError(_)) => return,
+        Err(e) if e.is_instance(&BlockingIOError) => return,
         Err(e) => return close_connection(conn, Some(e)),
     };
     if offset + sent < data.len() {
@@ -305,7 +306,7 @@ fn sleep(co: &Co, delay: Duration) -> PyResult<()> {
 fn sock_accept(co: &Co, sock: &Socket) -> PyResult<(Socket, SocketAddr)> {
     loop {
         match sock.accept() {
-            Err(Exception::BlockingIOError(_)) => wait_for(co, sock, EVENT_READ)?,
+            Err(e) if e.is_instance(&BlockingIOError) => wait_for(co, sock, EVENT_READ)?,
             other => return other,
         }
     }
@@ -374,7 +375,7 @@ fn sock_recv(co: &Co, conn: &Watched, bufsize: usize) -> PyResult<Vec<u8>> {
     loop {
         conn.wait_for(co, EVENT_READ)?;
         match conn.sock.recv(bufsize) {
-            Err(Exception::BlockingIOError(_)) => continue,
+            Err(e) if e.is_instance(&BlockingIOError) => continue,
             other => return other,
         }
     }
@@ -387,7 +388,7 @@ fn sock_sendall(co: &Co, conn: &Watched, data: &[u8]) -> PyResult<()> {
     while !rest.is_empty() {
         match conn.sock.send(rest) {
             Ok(sent) => rest = &rest[sent..],
-            Err(Exception::BlockingIOError(_)) => conn.wait_for(co, EVENT_WRITE)?,
+            Err(e) if e.is_instance(&BlockingIOError) => conn.wait_for(co, EVENT_WRITE)?,
             Err(e) => return Err(e),
         }
     }

@@ -52,6 +52,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
+use pyfiber::exception::BlockingIOError;
 use pyfiber::event_loop::{callback, get_event_loop};
 use pyfiber::net::Socket;
 use pyfiber::stack_pool;
@@ -126,7 +127,8 @@ fn connect(co: &Co<'_>, sock: &Rc<Socket>, address: SocketAddr) -> PyResult<Valu
     let future = Future::new();
     sock.setblocking(false)?;
     match sock.connect(address) {
-        Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+        Ok(()) => {}
+        Err(e) if e.is_instance(&BlockingIOError) => {}
         Err(e) => return Err(e),
     }
 

@@ -16,7 +16,8 @@
 //! output is the same.
 
 use clap::Parser;
-use pyfiber::{Co, Exception, Generator, PyResult, Value};
+use pyfiber::exception::StopIteration;
+use pyfiber::{Co, Generator, PyResult, Value};
 
 /// How many values `main2` sends (Python: `m = 5`).
 const M: i64 = 5;
@@ -82,7 +83,8 @@ fn main1() -> PyResult<()> {
     // Without a delegator we catch the end ourselves.
     match g.send(FLAG.into()) {
         Ok(v) => println!("{v}"),
-        Err(Exception::StopIteration(value)) => {
+        Err(e) if e.is_instance(&StopIteration) => {
+            let value = e.stop_value().unwrap_or(&Value::None);
             println!("StopIteration");
             println!("子生成器return的值: {value}");
         }

@@ -93,7 +93,10 @@ use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use crate::event_loop::{self, get_event_loop, Callback, TimerHandle};
-use crate::exception::{Exception, OsError, PyResult};
+use crate::exception::{
+    BlockingIOError, ConnectionRefusedError, ConnectionResetError, Exception, OSError, OsError,
+    PyResult, TimeoutError,
+};
 use crate::net::Socket;
 use crate::selector::{EVENT_READ, EVENT_WRITE};
 use crate::trace;
@@ -1090,23 +1093,26 @@ impl TcpStream {
         let sock = Socket::new()?;
         sock.setblocking(false)?;
         let failed = |e: Exception| match e.os_error() {
-            Some(os) if os.errno.is_some() => {
-                let os = OsError {
-                    errno: os.errno,
-                    strerror: format!("Connect call failed ('{}', {})", addr.ip(), addr.port()),
-                };
-                match e {
-                    Exception::ConnectionRefusedError(_) => Exception::ConnectionRefusedError(os),
-                    Exception::ConnectionResetError(_) => Exception::ConnectionResetError(os),
-                    Exception::TimeoutError(_) => Exception::TimeoutError(os),
-                    _ => Exception::OSError(os),
-                }
+            Some(OsError {
+                errno: Some(errno), ..
+            }) => {
+                let strerror = format!("Connect call failed ('{}', {})", addr.ip(), addr.port());
+                let kept = [
+                    &ConnectionRefusedError,
+                    &ConnectionResetError,
+                    &TimeoutError,
+                ];
+                let class = kept
+                    .into_iter()
+                    .find(|c| e.is_instance(c))
+                    .unwrap_or(&OSError);
+                class.new((*errno, strerror))
             }
             _ => e,
         };
         match sock.connect(addr) {
             Ok(()) => {}
-            Err(Exception::BlockingIOError(_)) => {
+            Err(e) if e.is_instance(&BlockingIOError) => {
                 readiness(sock.fileno(), EVENT_WRITE).await?;
                 sock.take_error().map_err(failed)?;
             }
@@ -1130,7 +1136,9 @@ impl TcpStream {
     pub async fn write(&self, data: &[u8]) -> PyResult<usize> {
         loop {
             match self.sock.send(data) {
-                Err(Exception::BlockingIOError(_)) => readiness(self.fileno(), EVENT_WRITE).await?,
+                Err(e) if e.is_instance(&BlockingIOError) => {
+                    readiness(self.fileno(), EVENT_WRITE).await?
+                }
                 other => return other,
             }
         }

@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use crate::event_loop::{callback, get_event_loop, TimerHandle};
-use crate::exception::{Exception, OsError, PyResult};
+use crate::exception::{BlockingIOError, Exception, OsError, PyResult};
 use crate::future::Future;
 use crate::generator::{Co, Generator};
 use crate::net::{self, Response, ResponseReader, Socket};
@@ -401,7 +401,8 @@ impl Connection {
         let sock = Rc::new(Socket::new_nonblocking()?);
         sock.setblocking(false)?;
         match sock.connect((host, port)) {
-            Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+            Ok(()) => {}
+            Err(e) if e.is_instance(&BlockingIOError) => {}
             Err(e) => return Err(e),
         }
         let conn = Connection {
@@ -428,7 +429,7 @@ impl Connection {
         while !rest.is_empty() {
             match self.sock.send(rest) {
                 Ok(n) => rest = &rest[n..],
-                Err(Exception::BlockingIOError(_)) => {
+                Err(e) if e.is_instance(&BlockingIOError) => {
                     let f = Future::new();
                     let on_writable = f.clone();
                     self.arm(
@@ -468,7 +469,7 @@ impl Connection {
             callback(move || match sock.recv(4096) {
                 Ok(chunk) => on_readable.set_result(chunk.into()),
                 // Readiness that vanished: stay registered and wait again.
-                Err(Exception::BlockingIOError(_)) => {}
+                Err(e) if e.is_instance(&BlockingIOError) => {}
                 Err(e) => on_readable.set_exception(e),
             }),
         )?;

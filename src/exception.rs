@@ -1,4 +1,4 @@
-//! `Exception`: the Python exceptions the tutorials meet, as one Rust enum.
+//! `Exception`: Python's exception objects, classes and chaining.
 //!
 //! Why this exists: in Python an exception unwinds through `yield` points,
 //! `throw()` injects one into a suspended generator, and `StopIteration`
@@ -6,18 +6,261 @@
 //! value: a body returns `PyResult<T>`, `?` is Python's implicit propagation,
 //! and `throw` makes the pending `co.yield_()` return `Err(exc)`.
 //!
-//! `Display` is Python's `str(exc)` and [`Exception::line`] is the last line
-//! of a Python traceback (`TypeError: can't send ...`), so messages can be
-//! compared with CPython's text for text.
+//! The value is a shared object, as in CPython: cloning an [`Exception`]
+//! is `e2 = e` (one pointer, and [`Exception::is`] says they are the same
+//! object), and what is attached to it later -- `__context__`, `__cause__` --
+//! is seen through every clone. It has a class in CPython's hierarchy
+//! ([`ExceptionClass`]; the built-ins are statics named as in Python, so
+//! `except ValueError:` is `e.is_instance(&ValueError)`), `args`, `repr()`
+//! (`Debug`) and `str()` (`Display`) as CPython prints them.
+//!
+//! ```
+//! use pyfiber::exception::{Exception, KeyError, LookupError, ValueError};
+//!
+//! let e = KeyError.new(("k",));
+//! assert_eq!(format!("{e:?} | {e}"), "KeyError('k') | 'k'");
+//! assert!(e.is_instance(&LookupError) && e.is_instance(&Exception));
+//! assert!(!e.is_instance(&ValueError));
+//! let same = e.clone();
+//! assert!(same.is(&e) && !KeyError.new(("k",)).is(&e));
+//! ```
+//!
+//! Handling is [`Except::except`] and [`Except::finally`] on a `PyResult`:
+//! they run the handler or cleanup and, when it raises, set the new
+//! exception's `__context__` to the one being handled, as CPython does
+//! whenever an exception is raised inside `except` or `finally`.
+//! [`format_exception`] prints the chain as `traceback.format_exception`.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
+use std::rc::Rc;
+use std::sync::Mutex;
 
 use crate::value::{str_repr, Value};
 
 /// `Result<T, Exception>`: what every generator body and every fallible call
 /// returns. `Err` is "raised".
 pub type PyResult<T> = Result<T, Exception>;
+
+// ---------------------------------------------------------------------------
+// Classes
+// ---------------------------------------------------------------------------
+
+/// A Python exception class: a name and one base (`class MyError(Base)`).
+///
+/// The built-in classes are the statics of this module, named as in Python
+/// (`ValueError`, `OSError`, ...); a program's own are made with
+/// [`ExceptionClass::declare`]. A class lives as long as the program, as a
+/// module-level Python class does, so it is passed around as
+/// `&'static ExceptionClass` and compared by identity.
+pub struct ExceptionClass {
+    name: &'static str,
+    base: Option<&'static ExceptionClass>,
+}
+
+macro_rules! builtins {
+    ($($(#[$doc:meta])* $name:ident: $base:expr;)+) => {
+        $(
+            $(#[$doc])*
+            #[allow(non_upper_case_globals)]
+            pub static $name: ExceptionClass = ExceptionClass {
+                name: stringify!($name),
+                base: $base,
+            };
+        )+
+        /// Every built-in class, for [`ExceptionClass::named`].
+        static BUILTINS: &[&ExceptionClass] = &[$(&$name),+];
+    };
+}
+
+builtins! {
+    /// `BaseException`: the root; `except BaseException:` catches everything.
+    BaseException: None;
+    /// `Exception`: what `except Exception:` catches (all but `GeneratorExit`,
+    /// `KeyboardInterrupt`, `SystemExit`).
+    Exception: Some(&BaseException);
+    /// `GeneratorExit`: what `close()` throws into a generator.
+    GeneratorExit: Some(&BaseException);
+    /// `KeyboardInterrupt`.
+    KeyboardInterrupt: Some(&BaseException);
+    /// `SystemExit`.
+    SystemExit: Some(&BaseException);
+    /// `StopIteration`: a generator returned; `args[0]` is its `value`.
+    StopIteration: Some(&Exception);
+    /// `ArithmeticError`.
+    ArithmeticError: Some(&Exception);
+    /// `ZeroDivisionError`.
+    ZeroDivisionError: Some(&ArithmeticError);
+    /// `AttributeError`.
+    AttributeError: Some(&Exception);
+    /// `LookupError`.
+    LookupError: Some(&Exception);
+    /// `KeyError`: `str()` is the key's `repr()`.
+    KeyError: Some(&LookupError);
+    /// `IndexError`.
+    IndexError: Some(&LookupError);
+    /// `MemoryError`: here, when no fiber stack can be mapped.
+    MemoryError: Some(&Exception);
+    /// `RuntimeError`.
+    RuntimeError: Some(&Exception);
+    /// `NotImplementedError`.
+    NotImplementedError: Some(&RuntimeError);
+    /// `RecursionError`.
+    RecursionError: Some(&RuntimeError);
+    /// `TypeError`.
+    TypeError: Some(&Exception);
+    /// `ValueError`.
+    ValueError: Some(&Exception);
+    /// `UnicodeError`.
+    UnicodeError: Some(&ValueError);
+    /// `UnicodeDecodeError`.
+    UnicodeDecodeError: Some(&UnicodeError);
+    /// `OSError`: `[Errno N] strerror` when built with an errno.
+    OSError: Some(&Exception);
+    /// `BlockingIOError`: a non-blocking call that would block.
+    BlockingIOError: Some(&OSError);
+    /// `ConnectionError`.
+    ConnectionError: Some(&OSError);
+    /// `BrokenPipeError`.
+    BrokenPipeError: Some(&ConnectionError);
+    /// `ConnectionAbortedError`.
+    ConnectionAbortedError: Some(&ConnectionError);
+    /// `ConnectionRefusedError`.
+    ConnectionRefusedError: Some(&ConnectionError);
+    /// `ConnectionResetError`.
+    ConnectionResetError: Some(&ConnectionError);
+    /// `TimeoutError`.
+    TimeoutError: Some(&OSError);
+}
+
+/// The classes a program declared, so that declaring the same name and base
+/// twice gives the same class (one module's `class MyError(Exception)`).
+static DECLARED: Mutex<Vec<&'static ExceptionClass>> = Mutex::new(Vec::new());
+
+impl ExceptionClass {
+    /// `class name(base): pass`. Declaring the same name with the same base
+    /// again returns the same class (classes are identified by name and
+    /// base, as the classes of one module are).
+    pub fn declare(name: &str, base: &'static ExceptionClass) -> &'static ExceptionClass {
+        let mut declared = DECLARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = declared
+            .iter()
+            .find(|c| c.name == name && c.base.is_some_and(|b| std::ptr::eq(b, base)))
+        {
+            return c;
+        }
+        // Leaked on purpose: a class outlives every instance of it. Each
+        // distinct (name, base) is leaked once.
+        let class: &'static ExceptionClass = Box::leak(Box::new(ExceptionClass {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            base: Some(base),
+        }));
+        declared.push(class);
+        class
+    }
+
+    /// The class called `name`: the built-in one, or else a class of the
+    /// program's own derived from `Exception` (what [`Exception::user`]
+    /// raises).
+    pub fn named(name: &str) -> &'static ExceptionClass {
+        match BUILTINS.iter().find(|c| c.name == name) {
+            Some(c) => c,
+            None => ExceptionClass::declare(name, &Exception),
+        }
+    }
+
+    /// `cls.__name__`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `cls.__base__` (`None` for `BaseException`).
+    pub fn base(&self) -> Option<&'static ExceptionClass> {
+        self.base
+    }
+
+    /// `issubclass(self, other)`.
+    pub fn is_subclass(&self, other: &ExceptionClass) -> bool {
+        let mut class = Some(self);
+        while let Some(c) = class {
+            if std::ptr::eq(c, other) {
+                return true;
+            }
+            class = c.base;
+        }
+        false
+    }
+
+    /// `cls(*args)`: a new instance, e.g. `ValueError.new(("boom",))` or
+    /// `KeyError.new(())`.
+    // A class's `new` makes an instance of it, not another class.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(&'static self, args: impl IntoArgs) -> Exception {
+        let args = args.into_args();
+        // OSError(errno, strerror) keeps both as the `errno`/`strerror`
+        // attributes, and its `str()` becomes `[Errno N] strerror`.
+        let os = match &args[..] {
+            [Value::Int(n), Value::Str(s)] if self.is_subclass(&OSError) => Some(OsError {
+                errno: i32::try_from(*n).ok(),
+                strerror: s.to_string(),
+            }),
+            _ => None,
+        };
+        Exception::build(self, args, os)
+    }
+}
+
+impl PartialEq for ExceptionClass {
+    /// `cls1 is cls2`.
+    fn eq(&self, other: &ExceptionClass) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+/// `repr(cls)`: `<class 'ValueError'>`.
+impl fmt::Debug for ExceptionClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<class '{}'>", self.name)
+    }
+}
+
+/// The positional arguments of a call `cls(*args)`: `()`, a tuple of up to
+/// three values, or a `Vec<Value>`.
+pub trait IntoArgs {
+    /// The arguments as `args`.
+    fn into_args(self) -> Vec<Value>;
+}
+
+impl IntoArgs for () {
+    fn into_args(self) -> Vec<Value> {
+        Vec::new()
+    }
+}
+impl IntoArgs for Vec<Value> {
+    fn into_args(self) -> Vec<Value> {
+        self
+    }
+}
+impl<A: Into<Value>> IntoArgs for (A,) {
+    fn into_args(self) -> Vec<Value> {
+        vec![self.0.into()]
+    }
+}
+impl<A: Into<Value>, B: Into<Value>> IntoArgs for (A, B) {
+    fn into_args(self) -> Vec<Value> {
+        vec![self.0.into(), self.1.into()]
+    }
+}
+impl<A: Into<Value>, B: Into<Value>, C: Into<Value>> IntoArgs for (A, B, C) {
+    fn into_args(self) -> Vec<Value> {
+        vec![self.0.into(), self.1.into(), self.2.into()]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Instances
+// ---------------------------------------------------------------------------
 
 /// An `OSError`'s payload: `errno` and `strerror`, shown as Python shows them
 /// (`[Errno 111] Connection refused`).
@@ -37,6 +280,16 @@ impl OsError {
             strerror: strerror.into(),
         }
     }
+
+    /// `args` of an `OSError` built from this: `(errno, strerror)`, or
+    /// `(message,)`, or `()` for no message.
+    fn args(&self) -> Vec<Value> {
+        match self.errno {
+            Some(n) => vec![Value::Int(n.into()), self.strerror.as_str().into()],
+            None if self.strerror.is_empty() => Vec::new(),
+            None => vec![self.strerror.as_str().into()],
+        }
+    }
 }
 
 impl fmt::Display for OsError {
@@ -48,91 +301,170 @@ impl fmt::Display for OsError {
     }
 }
 
-/// A Python exception. The variant is the class; `Display` is `str(exc)`.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum Exception {
-    /// `StopIteration(value)`: a generator returned `value`.
-    #[error("{}", if .0.is_none() { String::new() } else { .0.to_string() })]
-    StopIteration(Value),
-    /// `GeneratorExit`: what `close()` throws into a generator.
-    #[error("")]
-    GeneratorExit,
-    /// `TypeError`.
-    #[error("{0}")]
-    TypeError(String),
-    /// `ValueError`.
-    #[error("{0}")]
-    ValueError(String),
-    /// `RuntimeError`.
-    #[error("{0}")]
-    RuntimeError(String),
-    /// `AttributeError`.
-    #[error("{0}")]
-    AttributeError(String),
-    /// `KeyError(key)`: `str()` is the key's `repr()`, as in Python.
-    #[error("{}", str_repr(.0))]
-    KeyError(String),
-    /// `MemoryError`: here, when no fiber stack can be mapped.
-    #[error("{0}")]
-    MemoryError(String),
-    /// `OSError`.
-    #[error("{0}")]
-    OSError(OsError),
-    /// `BlockingIOError`: a non-blocking call that would block, such as
-    /// `connect()` still in progress.
-    #[error("{0}")]
-    BlockingIOError(OsError),
-    /// `ConnectionRefusedError`.
-    #[error("{0}")]
-    ConnectionRefusedError(OsError),
-    /// `ConnectionResetError`.
-    #[error("{0}")]
-    ConnectionResetError(OsError),
-    /// `BrokenPipeError`.
-    #[error("{0}")]
-    BrokenPipeError(OsError),
-    /// `TimeoutError`.
-    #[error("{0}")]
-    TimeoutError(OsError),
-    /// A class of the program's own (`class MyError(Exception)`), or any other
-    /// built-in the enum does not name (`ZeroDivisionError`, ...).
-    #[error("{message}")]
-    User {
-        /// `type(exc).__name__`.
-        name: String,
-        /// `str(exc)`.
-        message: String,
-    },
+/// A Python exception instance: a shared object. `Display` is `str(exc)`,
+/// `Debug` is `repr(exc)`, [`Exception::is`] is `is`.
+///
+/// It is one pointer, so a `PyResult<Value>` is no bigger than a `Value`.
+/// `==` compares class and `args` (a convenience for tests; Python's `==`
+/// on exceptions is identity, which is [`Exception::is`]).
+#[derive(Clone)]
+pub struct Exception {
+    obj: Rc<ExcObject>,
 }
 
+/// What an exception object holds.
+struct ExcObject {
+    class: &'static ExceptionClass,
+    args: Vec<Value>,
+    /// `errno`/`strerror`, for the `OSError` family.
+    os: Option<OsError>,
+    /// `__context__`: the exception being handled when this one was raised.
+    context: RefCell<Option<Exception>>,
+    /// `__cause__`: `raise self from cause`.
+    cause: RefCell<Option<Exception>>,
+    /// `__suppress_context__`: set by `raise ... from ...`.
+    suppress_context: Cell<bool>,
+}
+
+/// The built-in classes' constructors under their Python names, so that
+/// `Exception::ValueError(msg)` reads as `ValueError(msg)`. An empty message
+/// means no arguments (`ValueError()`).
+#[allow(non_snake_case)]
 impl Exception {
-    /// `raise Name(message)` for a class the enum does not name.
-    pub fn user(name: impl Into<String>, message: impl Into<String>) -> Exception {
-        Exception::User {
-            name: name.into(),
-            message: message.into(),
+    fn build(class: &'static ExceptionClass, args: Vec<Value>, os: Option<OsError>) -> Exception {
+        Exception {
+            obj: Rc::new(ExcObject {
+                class,
+                args,
+                os,
+                context: RefCell::new(None),
+                cause: RefCell::new(None),
+                suppress_context: Cell::new(false),
+            }),
         }
     }
 
+    fn with_message(class: &'static ExceptionClass, message: String) -> Exception {
+        let args = if message.is_empty() {
+            Vec::new()
+        } else {
+            vec![message.into()]
+        };
+        Exception::build(class, args, None)
+    }
+
+    fn os(class: &'static ExceptionClass, os: OsError) -> Exception {
+        Exception::build(class, os.args(), Some(os))
+    }
+
+    /// `StopIteration(value)`, as a generator's `return value` raises it:
+    /// `return None` gives `StopIteration()` with no args, as in CPython.
+    pub fn StopIteration(value: Value) -> Exception {
+        let args = if value.is_none() {
+            Vec::new()
+        } else {
+            vec![value]
+        };
+        Exception::build(&StopIteration, args, None)
+    }
+    /// `GeneratorExit()`.
+    pub fn GeneratorExit() -> Exception {
+        Exception::build(&GeneratorExit, Vec::new(), None)
+    }
+    /// `TypeError(message)`.
+    pub fn TypeError(message: String) -> Exception {
+        Exception::with_message(&TypeError, message)
+    }
+    /// `ValueError(message)`.
+    pub fn ValueError(message: String) -> Exception {
+        Exception::with_message(&ValueError, message)
+    }
+    /// `RuntimeError(message)`.
+    pub fn RuntimeError(message: String) -> Exception {
+        Exception::with_message(&RuntimeError, message)
+    }
+    /// `AttributeError(message)`.
+    pub fn AttributeError(message: String) -> Exception {
+        Exception::with_message(&AttributeError, message)
+    }
+    /// `KeyError(key)` for a `str` key: `str()` is the key's `repr()`.
+    pub fn KeyError(key: String) -> Exception {
+        Exception::with_message(&KeyError, key)
+    }
+    /// `MemoryError(message)`.
+    pub fn MemoryError(message: String) -> Exception {
+        Exception::with_message(&MemoryError, message)
+    }
+    /// `OSError(errno, strerror)` or `OSError(message)`.
+    pub fn OSError(os: OsError) -> Exception {
+        Exception::os(&OSError, os)
+    }
+    /// `BlockingIOError`: a non-blocking call that would block, such as
+    /// `connect()` still in progress.
+    pub fn BlockingIOError(os: OsError) -> Exception {
+        Exception::os(&BlockingIOError, os)
+    }
+    /// `ConnectionRefusedError`.
+    pub fn ConnectionRefusedError(os: OsError) -> Exception {
+        Exception::os(&ConnectionRefusedError, os)
+    }
+    /// `ConnectionResetError`.
+    pub fn ConnectionResetError(os: OsError) -> Exception {
+        Exception::os(&ConnectionResetError, os)
+    }
+    /// `BrokenPipeError`.
+    pub fn BrokenPipeError(os: OsError) -> Exception {
+        Exception::os(&BrokenPipeError, os)
+    }
+    /// `TimeoutError`.
+    pub fn TimeoutError(os: OsError) -> Exception {
+        Exception::os(&TimeoutError, os)
+    }
+}
+
+impl Exception {
+    /// `raise Name(message)` for a class given by name: a built-in, or a
+    /// class of the program's own derived from `Exception`
+    /// ([`ExceptionClass::named`]). An empty message means no arguments.
+    pub fn user(name: impl AsRef<str>, message: impl Into<String>) -> Exception {
+        Exception::with_message(ExceptionClass::named(name.as_ref()), message.into())
+    }
+
+    /// `type(exc)`.
+    pub fn class(&self) -> &'static ExceptionClass {
+        self.obj.class
+    }
+
     /// `type(exc).__name__`.
-    pub fn name(&self) -> &str {
-        match self {
-            Exception::StopIteration(_) => "StopIteration",
-            Exception::GeneratorExit => "GeneratorExit",
-            Exception::TypeError(_) => "TypeError",
-            Exception::ValueError(_) => "ValueError",
-            Exception::RuntimeError(_) => "RuntimeError",
-            Exception::AttributeError(_) => "AttributeError",
-            Exception::KeyError(_) => "KeyError",
-            Exception::MemoryError(_) => "MemoryError",
-            Exception::OSError(_) => "OSError",
-            Exception::BlockingIOError(_) => "BlockingIOError",
-            Exception::ConnectionRefusedError(_) => "ConnectionRefusedError",
-            Exception::ConnectionResetError(_) => "ConnectionResetError",
-            Exception::BrokenPipeError(_) => "BrokenPipeError",
-            Exception::TimeoutError(_) => "TimeoutError",
-            Exception::User { name, .. } => name,
-        }
+    pub fn name(&self) -> &'static str {
+        self.obj.class.name
+    }
+
+    /// `isinstance(exc, class)`: what `except class:` tests.
+    #[inline]
+    pub fn is_instance(&self, class: &ExceptionClass) -> bool {
+        std::ptr::eq(self.obj.class, class) || self.obj.class.is_subclass(class)
+    }
+
+    /// `exc is other`: the same object (clones of one exception are).
+    pub fn is(&self, other: &Exception) -> bool {
+        Rc::ptr_eq(&self.obj, &other.obj)
+    }
+
+    /// `exc.args`, as a tuple.
+    pub fn args(&self) -> Value {
+        Value::Tuple(self.obj.args.clone().into())
+    }
+
+    /// `exc.args`, as a slice.
+    pub fn args_slice(&self) -> &[Value] {
+        &self.obj.args
+    }
+
+    /// `repr(exc)`: `ValueError('boom')`, `KeyError()`,
+    /// `OSError(111, 'Connection refused')`.
+    pub fn repr(&self) -> String {
+        format!("{self:?}")
     }
 
     /// The last line of Python's traceback: `Name: message`, or `Name` alone
@@ -148,34 +480,134 @@ impl Exception {
 
     /// `isinstance(exc, OSError)`: true for `OSError` and its subclasses.
     pub fn is_os_error(&self) -> bool {
-        self.os_error().is_some()
+        self.is_instance(&OSError)
     }
 
-    /// The `errno`/`strerror` of an `OSError` (or subclass).
+    /// The `errno`/`strerror` of an `OSError` (or subclass) built with them.
     pub fn os_error(&self) -> Option<&OsError> {
-        match self {
-            Exception::OSError(e)
-            | Exception::BlockingIOError(e)
-            | Exception::ConnectionRefusedError(e)
-            | Exception::ConnectionResetError(e)
-            | Exception::BrokenPipeError(e)
-            | Exception::TimeoutError(e) => Some(e),
-            _ => None,
-        }
+        self.obj.os.as_ref()
     }
 
-    /// `isinstance(exc, Exception)`: false only for `GeneratorExit`, which
-    /// derives from `BaseException` so that `except Exception:` lets it pass.
+    /// `isinstance(exc, Exception)`: false for `GeneratorExit` (and the
+    /// other direct subclasses of `BaseException`), which `except
+    /// Exception:` lets pass.
     pub fn is_exception(&self) -> bool {
-        !matches!(self, Exception::GeneratorExit)
+        self.is_instance(&Exception)
     }
 
-    /// The `StopIteration` value, if this is a `StopIteration`.
+    /// `exc.value`, if this is a `StopIteration`: its first argument, or
+    /// `None` when it has none.
     pub fn stop_value(&self) -> Option<&Value> {
-        match self {
-            Exception::StopIteration(v) => Some(v),
-            _ => None,
+        const NONE: &Value = &Value::None;
+        if !self.is_instance(&StopIteration) {
+            return None;
         }
+        Some(self.obj.args.first().unwrap_or(NONE))
+    }
+
+    /// `exc.__context__`.
+    pub fn context(&self) -> Option<Exception> {
+        self.obj.context.borrow().clone()
+    }
+
+    /// `exc.__cause__`.
+    pub fn cause(&self) -> Option<Exception> {
+        self.obj.cause.borrow().clone()
+    }
+
+    /// `exc.__suppress_context__`.
+    pub fn suppress_context(&self) -> bool {
+        self.obj.suppress_context.get()
+    }
+
+    /// `exc.__context__ = context`.
+    pub fn set_context(&self, context: Option<Exception>) {
+        *self.obj.context.borrow_mut() = context;
+    }
+
+    /// `exc.__cause__ = cause`, which (as in Python) also sets
+    /// `__suppress_context__`.
+    pub fn set_cause(&self, cause: Option<Exception>) {
+        *self.obj.cause.borrow_mut() = cause;
+        self.obj.suppress_context.set(true);
+    }
+
+    /// `raise self from cause` (`from None` is `with_cause(None)`): sets
+    /// `__cause__` and `__suppress_context__`, and gives `self` back to
+    /// raise.
+    pub fn with_cause(self, cause: impl Into<Option<Exception>>) -> Exception {
+        self.set_cause(cause.into());
+        self
+    }
+
+    /// Implicit chaining, as CPython does when `self` is raised while
+    /// `handled` is being handled: `self.__context__ = handled`, unless
+    /// `self` is `handled` (a re-raise) or already has a context (it was
+    /// raised in a handler nested inside this one, whose exception is the
+    /// nearer one). A link of `handled`'s own chain that points back at
+    /// `self` is cut first, as CPython cuts it, so no chain is a cycle.
+    pub fn chain(&self, handled: &Exception) {
+        if self.is(handled) || self.obj.context.borrow().is_some() {
+            return;
+        }
+        let mut link = handled.clone();
+        loop {
+            let next = link.context();
+            match next {
+                Some(n) if n.is(self) => {
+                    link.set_context(None);
+                    break;
+                }
+                Some(n) => link = n,
+                None => break,
+            }
+        }
+        self.set_context(Some(handled.clone()));
+    }
+}
+
+/// `str(exc)`: nothing for no args, `str(arg)` for one (`repr` for
+/// `KeyError`), `str(args)` for more; `[Errno N] strerror` for an `OSError`
+/// built with an errno.
+impl fmt::Display for Exception {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(os @ OsError { errno: Some(_), .. }) = &self.obj.os {
+            return write!(f, "{os}");
+        }
+        match &self.obj.args[..] {
+            [] => Ok(()),
+            [Value::Str(key)] if self.is_instance(&KeyError) => f.write_str(&str_repr(key)),
+            [arg] if self.is_instance(&KeyError) => write!(f, "{arg:?}"),
+            [arg] => write!(f, "{arg}"),
+            _ => write!(f, "{:?}", self.args()),
+        }
+    }
+}
+
+/// `repr(exc)`: `Name(repr(arg))` for one arg, `Name` + `repr(args)` else.
+impl fmt::Debug for Exception {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.obj.args[..] {
+            [] => write!(f, "{}()", self.name()),
+            [arg] => write!(f, "{}({arg:?})", self.name()),
+            _ => write!(f, "{}{:?}", self.name(), self.args()),
+        }
+    }
+}
+
+/// Same class and same `args` (see [`Exception`]).
+impl PartialEq for Exception {
+    fn eq(&self, other: &Exception) -> bool {
+        self.is(other) || (self.obj.class == other.obj.class && self.obj.args == other.obj.args)
+    }
+}
+
+impl std::error::Error for Exception {}
+
+/// `raise ValueError` (the class alone): an instance with no arguments.
+impl From<&'static ExceptionClass> for Exception {
+    fn from(class: &'static ExceptionClass) -> Exception {
+        class.new(())
     }
 }
 
@@ -202,6 +634,95 @@ impl From<io::Error> for Exception {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Handling
+// ---------------------------------------------------------------------------
+
+/// `try`/`except`/`finally` on a `PyResult`, with Python's implicit
+/// chaining: an exception raised by a handler or by a cleanup gets the one
+/// being handled as its `__context__` ([`Exception::chain`]).
+///
+/// ```
+/// use pyfiber::exception::{Except, Exception, KeyError, ValueError};
+///
+/// // try:
+/// //     raise ValueError("boom")
+/// // except ValueError:
+/// //     raise KeyError("k")
+/// let r: Result<(), _> = Err(ValueError.new(("boom",)))
+///     .except(&ValueError, |_| Err(KeyError.new(("k",))));
+/// let e = r.unwrap_err();
+/// assert_eq!(format!("{:?}", e.context()), "Some(ValueError('boom'))");
+/// ```
+pub trait Except<T> {
+    /// `try: <self> except class as e: handler(e)`: an exception of another
+    /// class passes through untouched.
+    fn except(
+        self,
+        class: &ExceptionClass,
+        handler: impl FnOnce(Exception) -> PyResult<T>,
+    ) -> PyResult<T>;
+
+    /// `try: <self> finally: cleanup()`: the cleanup runs on every way out;
+    /// an exception it raises replaces the result (chained to the pending
+    /// exception, if any).
+    fn finally(self, cleanup: impl FnOnce() -> PyResult<()>) -> PyResult<T>;
+}
+
+impl<T> Except<T> for PyResult<T> {
+    fn except(
+        self,
+        class: &ExceptionClass,
+        handler: impl FnOnce(Exception) -> PyResult<T>,
+    ) -> PyResult<T> {
+        match self {
+            Err(e) if e.is_instance(class) => handler(e.clone()).inspect_err(|new| new.chain(&e)),
+            other => other,
+        }
+    }
+
+    fn finally(self, cleanup: impl FnOnce() -> PyResult<()>) -> PyResult<T> {
+        match cleanup() {
+            Ok(()) => self,
+            Err(new) => {
+                if let Err(pending) = &self {
+                    new.chain(pending);
+                }
+                Err(new)
+            }
+        }
+    }
+}
+
+/// `''.join(traceback.format_exception(exc))`: the chain, oldest first,
+/// with CPython's separators, each exception as its last traceback line.
+/// pyfiber records no frames, so no `Traceback (most recent call last):`
+/// block is printed (CPython prints none either for an exception that has
+/// no `__traceback__`).
+pub fn format_exception(exc: &Exception) -> String {
+    let mut out = String::new();
+    let mut seen = Vec::new();
+    format_chain(exc, &mut seen, &mut out);
+    out
+}
+
+fn format_chain(exc: &Exception, seen: &mut Vec<Exception>, out: &mut String) {
+    seen.push(exc.clone());
+    let unseen = |e: &Exception, seen: &Vec<Exception>| !seen.iter().any(|s| s.is(e));
+    if let Some(cause) = exc.cause().filter(|c| unseen(c, seen)) {
+        format_chain(&cause, seen, out);
+        out.push_str("\nThe above exception was the direct cause of the following exception:\n\n");
+    } else if let Some(context) = exc
+        .context()
+        .filter(|c| !exc.suppress_context() && unseen(c, seen))
+    {
+        format_chain(&context, seen, out);
+        out.push_str("\nDuring handling of the above exception, another exception occurred:\n\n");
+    }
+    out.push_str(&exc.line());
+    out.push('\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,13 +738,33 @@ mod tests {
             "StopIteration: 5"
         );
         assert_eq!(Exception::KeyError("x".into()).line(), "KeyError: 'x'");
-        assert_eq!(Exception::GeneratorExit.line(), "GeneratorExit");
+        assert_eq!(Exception::GeneratorExit().line(), "GeneratorExit");
         let refused = Exception::from(io::Error::from_raw_os_error(111));
         assert_eq!(
             refused.line(),
             "ConnectionRefusedError: [Errno 111] Connection refused"
         );
+        assert_eq!(
+            refused.repr(),
+            "ConnectionRefusedError(111, 'Connection refused')"
+        );
         let in_progress = Exception::from(io::Error::from_raw_os_error(115));
         assert_eq!(in_progress.name(), "BlockingIOError");
+    }
+
+    #[test]
+    fn one_pointer() {
+        assert_eq!(std::mem::size_of::<Exception>(), 8);
+        assert_eq!(std::mem::size_of::<PyResult<Value>>(), 24);
+    }
+
+    #[test]
+    fn declared_classes_are_interned() {
+        let a = ExceptionClass::declare("Fancy", &ValueError);
+        let b = ExceptionClass::declare("Fancy", &ValueError);
+        let c = ExceptionClass::declare("Fancy", &TypeError);
+        assert!(std::ptr::eq(a, b) && !std::ptr::eq(a, c));
+        assert!(a.new(()).is_instance(&ValueError));
+        assert!(std::ptr::eq(ExceptionClass::named("KeyError"), &KeyError));
     }
 }

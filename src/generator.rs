@@ -43,7 +43,7 @@ use std::rc::{Rc, Weak};
 use crate::stack_pool::FiberStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use crate::exception::{Exception, PyResult};
+use crate::exception::{Exception, GeneratorExit, PyResult, StopIteration};
 use crate::value::{Object, Value};
 
 /// `inspect.getgeneratorstate(g)`.
@@ -101,7 +101,7 @@ impl fmt::Debug for YieldFrom {
 /// `next(g)` is `Send(Value::None)`; `close()` is `Throw(GeneratorExit)`.
 enum Resume {
     Send(Value),
-    Throw(Box<Exception>),
+    Throw(Exception),
     /// Only into a generator suspended in `yield_from(sub)`: a send was
     /// forwarded straight to `sub` (see [`Generator::forward`]) and `sub`
     /// finished with this.
@@ -467,7 +467,7 @@ impl Generator {
                 Err(pep479(exc))
             }
             GenState::Closed => Err(exc),
-            GenState::Suspended => self.resume(Resume::Throw(Box::new(exc))).into_send_result(),
+            GenState::Suspended => self.resume(Resume::Throw(exc)).into_send_result(),
         }
     }
 
@@ -489,7 +489,8 @@ impl Generator {
                 Ok(Value::None)
             }
             GenState::Suspended => {
-                match self.resume(Resume::Throw(Box::new(Exception::GeneratorExit))) {
+                let exit = Exception::GeneratorExit();
+                match self.resume(Resume::Throw(exit.clone())) {
                     Outcome::Yielded(w) => {
                         w.discard();
                         Err(Exception::RuntimeError(
@@ -497,7 +498,7 @@ impl Generator {
                         ))
                     }
                     Outcome::Returned(Ok(v)) => Ok(v),
-                    Outcome::Returned(Err(Exception::GeneratorExit)) => Ok(Value::None),
+                    Outcome::Returned(Err(e)) if e.is_instance(&GeneratorExit) => Ok(Value::None),
                     Outcome::Returned(Err(e)) => Err(e),
                 }
             }
@@ -603,14 +604,22 @@ fn refuse(w: Wire, exc: Exception) -> Outcome {
     Outcome::Returned(Err(exc))
 }
 
+/// PEP 479's `RuntimeError`, raised from the `StopIteration` that escaped:
+/// CPython sets it as both `__cause__` and `__context__`.
+#[cold]
+fn pep479_error(stop: Exception) -> Exception {
+    let e = Exception::RuntimeError("generator raised StopIteration".into());
+    e.set_context(Some(stop.clone()));
+    e.with_cause(stop)
+}
+
 /// PEP 479: a `StopIteration` escaping a body would end the caller's loop
 /// silently, so it becomes a `RuntimeError`.
 fn pep479(exc: Exception) -> Exception {
-    match exc {
-        Exception::StopIteration(_) => {
-            Exception::RuntimeError("generator raised StopIteration".into())
-        }
-        exc => exc,
+    if exc.is_instance(&StopIteration) {
+        pep479_error(exc)
+    } else {
+        exc
     }
 }
 
@@ -796,9 +805,8 @@ impl Drop for Inner {
                         "generator ignored GeneratorExit".into(),
                     ))
                 }
-                Outcome::Returned(Ok(_)) | Outcome::Returned(Err(Exception::GeneratorExit)) => {
-                    Ok(())
-                }
+                Outcome::Returned(Ok(_)) => Ok(()),
+                Outcome::Returned(Err(e)) if e.is_instance(&GeneratorExit) => Ok(()),
                 Outcome::Returned(Err(e)) => Err(e),
             };
             if let Err(e) = outcome {
@@ -845,9 +853,7 @@ impl Inner {
             return Outcome::Returned(Ok(Value::None));
         };
         self.state.set(GenState::Running);
-        let result = fiber.resume(Wire::from_resume(Resume::Throw(Box::new(
-            Exception::GeneratorExit,
-        ))));
+        let result = fiber.resume(Wire::from_resume(Resume::Throw(Exception::GeneratorExit())));
         std::mem::forget(guard);
         self.state.set(GenState::Closed);
         match result {
@@ -872,7 +878,8 @@ impl Iterator for Generator {
         // need not be dressed up as a StopIteration only to be taken apart.
         match self.send_wire(Wire(TAG_NONE)) {
             Outcome::Yielded(w) => Some(Ok(w.into_value())),
-            Outcome::Returned(Ok(_)) | Outcome::Returned(Err(Exception::StopIteration(_))) => None,
+            Outcome::Returned(Ok(_)) => None,
+            Outcome::Returned(Err(e)) if e.is_instance(&StopIteration) => None,
             Outcome::Returned(Err(e)) => Some(Err(e)),
         }
     }
@@ -964,7 +971,7 @@ impl Co<'_> {
     fn yield_parcel(&self) -> PyResult<Value> {
         match self.received(Wire::unparcel()) {
             Resume::Send(v) => Ok(v),
-            Resume::Throw(e) => Err(*e),
+            Resume::Throw(e) => Err(e),
             Resume::SubDone(_) => not_delegating(),
         }
     }
@@ -973,7 +980,7 @@ impl Co<'_> {
     #[inline(always)]
     fn received(&self, resume: Resume) -> Resume {
         if let Resume::Throw(e) = &resume {
-            if **e == Exception::GeneratorExit {
+            if e.is_instance(&GeneratorExit) {
                 self.exits_received.set(self.exits_received.get() + 1);
             }
         }
@@ -1003,10 +1010,8 @@ impl Co<'_> {
     pub fn yield_from_fn(&self, sub: impl FnOnce(&Co<'_>) -> PyResult<Value>) -> PyResult<Value> {
         let exits_before = self.exits_received.get();
         match sub(self) {
-            Err(Exception::StopIteration(_)) => Err(Exception::RuntimeError(
-                "generator raised StopIteration".into(),
-            )),
-            Ok(_) if self.exits_received.get() != exits_before => Err(Exception::GeneratorExit),
+            Err(e) if e.is_instance(&StopIteration) => Err(pep479_error(e)),
+            Ok(_) if self.exits_received.get() != exits_before => Err(Exception::GeneratorExit()),
             other => other,
         }
     }
@@ -1035,19 +1040,21 @@ impl Co<'_> {
         loop {
             let y = match step {
                 Ok(y) => y,
-                Err(Exception::StopIteration(r)) => return Ok(r),
-                Err(e) => return Err(e),
+                Err(e) => match e.stop_value() {
+                    Some(r) => return Ok(r.clone()),
+                    None => return Err(e),
+                },
             };
             step = match self.suspend(y) {
                 Resume::Send(s) => sub.send(s),
                 // The caller sent straight to `sub` (Generator::forward),
                 // which finished: this is how its `send` ended.
                 Resume::SubDone(step) => step,
-                Resume::Throw(e) if *e == Exception::GeneratorExit => {
+                Resume::Throw(e) if e.is_instance(&GeneratorExit) => {
                     sub.close()?;
-                    return Err(Exception::GeneratorExit);
+                    return Err(e);
                 }
-                Resume::Throw(e) => sub.throw(*e),
+                Resume::Throw(e) => sub.throw(e),
             };
         }
     }
@@ -1074,7 +1081,7 @@ impl Co<'_> {
                         "'{type_name}' object has no attribute 'send'"
                     )))
                 }
-                Resume::Throw(e) => return Err(*e),
+                Resume::Throw(e) => return Err(e),
                 Resume::SubDone(_) => not_delegating(),
             }
         }

@@ -54,7 +54,7 @@ pub mod trace;
 pub mod value;
 
 pub use event_loop::{get_event_loop, EventLoop};
-pub use exception::{Exception, OsError, PyResult};
+pub use exception::{format_exception, Except, Exception, ExceptionClass, OsError, PyResult};
 pub use future::Future;
 pub use generator::{Co, GenState, Generator, YieldFrom};
 pub use net::{Response, Socket};

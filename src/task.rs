@@ -155,8 +155,10 @@ impl Task {
                     yielded.type_name()
                 )))),
             },
-            Err(Exception::StopIteration(value)) => self.finish(Ok(value)),
-            Err(exc) => self.finish(Err(exc)),
+            Err(exc) => match exc.stop_value() {
+                Some(value) => self.finish(Ok(value.clone())),
+                None => self.finish(Err(exc)),
+            },
         }
     }
 

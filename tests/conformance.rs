@@ -28,6 +28,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
+use pyfiber::exception::{GeneratorExit, RuntimeError, StopIteration, ValueError};
 use pyfiber::{stack_pool, Co, Exception, Generator, Object, PyResult, Value, YieldFrom};
 
 // ---------------------------------------------------------------------------
@@ -658,7 +659,7 @@ mod reentrant_send_is_value_error {
     pub fn rust() {
         let me = Generator::new(|co| {
             match co.generator().unwrap().send(Value::None) {
-                Err(e @ Exception::ValueError(_)) => out!("inside: {}", e.line()),
+                Err(e) if e.is_instance(&ValueError) => out!("inside: {}", e.line()),
                 other => {
                     other?;
                 }
@@ -767,7 +768,7 @@ mod throw_caught_yields_next {
         let g = Generator::new(|co| loop {
             match co.yield_("ready".into()) {
                 Ok(x) => out!("got {x}"),
-                Err(e @ Exception::ValueError(_)) => out!("caught {}", e.line()),
+                Err(e) if e.is_instance(&ValueError) => out!("caught {}", e.line()),
                 Err(e) => return Err(e),
             }
         });
@@ -877,7 +878,7 @@ mod throw_caught_then_return {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| match co.yield_(1.into()) {
-            Err(Exception::ValueError(_)) => {
+            Err(e) if e.is_instance(&ValueError) => {
                 out!("handled");
                 Ok("handled value".into())
             }
@@ -958,7 +959,7 @@ mod throw_handler_raises_other {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| match co.yield_(1.into()) {
-            Err(e @ Exception::ValueError(_)) => {
+            Err(e) if e.is_instance(&ValueError) => {
                 out!("translating {}", e.line());
                 Err(Exception::KeyError("k".into()))
             }
@@ -992,7 +993,7 @@ mod throw_generator_exit_directly {
             Ok(Value::None)
         });
         g.next().unwrap();
-        call("throw GeneratorExit", g.throw(Exception::GeneratorExit));
+        call("throw GeneratorExit", g.throw(Exception::GeneratorExit()));
         out!("{}", state(&g));
     }
 }
@@ -1018,7 +1019,7 @@ mod throw_user_exception_class {
         let g = Generator::new(|co| loop {
             match co.yield_("waiting".into()) {
                 Ok(_) => {}
-                Err(e @ Exception::User { .. }) if e.name() == "MyError" => {
+                Err(e) if e.name() == "MyError" => {
                     out!("mine: {}", e.line());
                     co.yield_("recovered".into())?;
                 }
@@ -1202,7 +1203,7 @@ mod close_ignored_generator_exit {
     pub fn rust() {
         let g = Generator::new(|co| {
             match co.yield_(1.into()) {
-                Err(Exception::GeneratorExit) => {
+                Err(e) if e.is_instance(&GeneratorExit) => {
                     out!("ignoring GeneratorExit");
                     co.yield_(2.into())?;
                 }
@@ -1273,7 +1274,7 @@ mod close_returns_value_313 {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| match co.yield_(1.into()) {
-            Err(Exception::GeneratorExit) => {
+            Err(e) if e.is_instance(&GeneratorExit) => {
                 out!("closing");
                 Ok("bye".into())
             }
@@ -1303,7 +1304,7 @@ mod close_caught_and_returned_none {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| match co.yield_(1.into()) {
-            Err(Exception::GeneratorExit) => {
+            Err(e) if e.is_instance(&GeneratorExit) => {
                 out!("closing quietly");
                 Ok(Value::None)
             }
@@ -1331,7 +1332,7 @@ mod close_body_raises_other {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| match co.yield_(1.into()) {
-            Err(Exception::GeneratorExit) => Err(Exception::ValueError("refusing to close".into())),
+            Err(e) if e.is_instance(&GeneratorExit) => Err(Exception::ValueError("refusing to close".into())),
             other => other.map(|_| Value::None),
         });
         g.next().unwrap();
@@ -1474,7 +1475,7 @@ mod drop_body_handles_exit {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| match co.yield_(1.into()) {
-            Err(Exception::GeneratorExit) => {
+            Err(e) if e.is_instance(&GeneratorExit) => {
                 out!("finalizing");
                 Ok("unused".into())
             }
@@ -1671,7 +1672,7 @@ mod exception_caught_inside_body {
                     Ok(v) => {
                         co.yield_(v)?;
                     }
-                    Err(e @ Exception::ValueError(_)) => out!("skipping: {}", e.line()),
+                    Err(e) if e.is_instance(&ValueError) => out!("skipping: {}", e.line()),
                     Err(e) => return Err(e),
                 }
             }
@@ -1879,7 +1880,7 @@ mod yield_from_throw_handled_innermost {
         loop {
             match co.yield_("inner waiting".into()) {
                 Ok(x) => out!("inner got {x}"),
-                Err(e @ Exception::ValueError(_)) => {
+                Err(e) if e.is_instance(&ValueError) => {
                     out!("inner handled {}", e.line());
                     co.yield_("inner recovered".into())?;
                 }
@@ -1940,7 +1941,7 @@ mod yield_from_throw_caught_by_middle {
     }
     fn middle(co: &Co, via: Via) -> PyResult<Value> {
         match via.yield_from(co, "inner", inner) {
-            Err(e @ Exception::ValueError(_)) => out!("middle handled {}", e.line()),
+            Err(e) if e.is_instance(&ValueError) => out!("middle handled {}", e.line()),
             other => {
                 other?;
             }
@@ -2044,7 +2045,7 @@ mod yield_from_sub_ignores_generator_exit {
     pub fn pep380() {
         let i = Generator::named("inner", |co| {
             match co.yield_("inner".into()) {
-                Err(Exception::GeneratorExit) => {
+                Err(e) if e.is_instance(&GeneratorExit) => {
                     out!("inner ignores GeneratorExit");
                     co.yield_("inner still here".into())?;
                 }
@@ -2236,7 +2237,7 @@ mod yield_from_list_throw_lands_in_delegator {
     pub fn rust() {
         let g = Generator::named("outer", |co| {
             match co.yield_from_list(vec![1.into(), 2.into(), 3.into()]) {
-                Err(e @ Exception::ValueError(_)) => {
+                Err(e) if e.is_instance(&ValueError) => {
                     out!("outer caught {}", e.line());
                     co.yield_("caught".into())?;
                 }
@@ -2424,7 +2425,7 @@ mod states_of_chain_at_each_point {
                 py(&is)
             );
             match co.yield_("i1".into()) {
-                Err(Exception::ValueError(_)) => {
+                Err(e) if e.is_instance(&ValueError) => {
                     out!("inner handling: {}", in_body());
                     co.yield_("i2".into())?;
                 }
@@ -2479,7 +2480,7 @@ mod yield_from_delegator_catches_sub_exception {
     fn run(via: Via) {
         let g = Generator::named("outer", move |co| {
             match via.yield_from(co, "inner", inner) {
-                Err(e @ Exception::ValueError(_)) => out!("outer caught {}", e.line()),
+                Err(e) if e.is_instance(&ValueError) => out!("outer caught {}", e.line()),
                 other => {
                     other?;
                 }
@@ -2521,7 +2522,7 @@ mod yield_from_close_sub_raises {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         match co.yield_("inner".into()) {
-            Err(Exception::GeneratorExit) => {
+            Err(e) if e.is_instance(&GeneratorExit) => {
                 out!("inner refuses");
                 Err(Exception::ValueError("inner refuses to close".into()))
             }
@@ -2572,7 +2573,7 @@ mod yield_from_close_sub_returns_value {
     "#;
     pub fn pep380() {
         let i = Generator::named("inner", |co| match co.yield_("inner".into()) {
-            Err(Exception::GeneratorExit) => {
+            Err(e) if e.is_instance(&GeneratorExit) => {
                 out!("inner returns on close");
                 Ok("inner bye".into())
             }
@@ -2707,7 +2708,7 @@ mod yield_from_throw_sub_returns {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         match co.yield_("inner".into()) {
-            Err(e @ Exception::ValueError(_)) => {
+            Err(e) if e.is_instance(&ValueError) => {
                 out!("inner rescues {}", e.line());
                 Ok("rescued".into())
             }
@@ -2799,7 +2800,7 @@ mod yield_from_sub_returns_on_close_delegator_sees_exit {
     "#;
     fn inner(co: &Co) -> PyResult<Value> {
         match co.yield_("inner".into()) {
-            Err(Exception::GeneratorExit) => {
+            Err(e) if e.is_instance(&GeneratorExit) => {
                 out!("inner returns on close");
                 Ok("inner bye".into())
             }
@@ -2813,7 +2814,7 @@ mod yield_from_sub_returns_on_close_delegator_sees_exit {
                     out!("never {r}");
                     Ok(Value::None)
                 }
-                Err(Exception::GeneratorExit) => {
+                Err(e) if e.is_instance(&GeneratorExit) => {
                     out!("outer sees GeneratorExit");
                     Ok("outer bye".into())
                 }
@@ -2860,8 +2861,8 @@ mod yield_from_delegator_catches_pep479_runtime_error {
     fn run(via: Via) {
         let g = Generator::named("outer", move |co| {
             match via.yield_from(co, "inner", inner) {
-                Err(e @ Exception::RuntimeError(_)) => out!("outer caught {}", e.line()),
-                Err(Exception::StopIteration(_)) => out!("outer caught StopIteration"),
+                Err(e) if e.is_instance(&RuntimeError) => out!("outer caught {}", e.line()),
+                Err(e) if e.is_instance(&StopIteration) => out!("outer caught StopIteration"),
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
@@ -2956,7 +2957,7 @@ mod yield_from_throw_generator_exit {
             via.yield_from(co, "inner", inner)
         });
         call("next", g.next());
-        call("throw GeneratorExit", g.throw(Exception::GeneratorExit));
+        call("throw GeneratorExit", g.throw(Exception::GeneratorExit()));
         out!("{}", state(&g));
     }
     pub fn pep380() {
@@ -3212,7 +3213,7 @@ mod value_yielded_on_close_is_freed {
     pub fn rust() {
         let g = Generator::named("gen", |co| {
             match co.yield_(1.into()) {
-                Err(Exception::GeneratorExit) => {
+                Err(e) if e.is_instance(&GeneratorExit) => {
                     co.yield_(token("late"))?;
                 }
                 other => {

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use pyfiber::{stack_pool, Co, Exception, Generator, PyResult, Value};
+use pyfiber::exception::GeneratorExit;
+use pyfiber::{stack_pool, Co, Generator, PyResult, Value};
 
 thread_local! {
     /// What the Rust side has "printed".
@@ -363,7 +364,7 @@ fn a_chain_left_behind_by_a_generator_that_ignored_generator_exit_is_closed() {
             out("outer start");
             match co.yield_(0.into()) {
                 Ok(_) => {}
-                Err(Exception::GeneratorExit) => out("outer cleanup"),
+                Err(e) if e.is_instance(&GeneratorExit) => out("outer cleanup"),
                 Err(e) => return Err(e),
             }
             co.yield_from(&Generator::named("mid", move |co| mid(co, mid_how)))

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use pyfiber::crawler::{Crawler, CrawlerOptions};
 use pyfiber::event_loop::{self, callback, get_event_loop, TimerHandle};
+use pyfiber::exception::BlockingIOError;
 use pyfiber::net::{self, Socket};
 use pyfiber::{
     stack_pool, Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE,
@@ -413,7 +414,8 @@ fn fetch(co: &Co<'_>, addr: SocketAddr, path: &str) -> PyResult<u16> {
     let sock = Rc::new(Socket::new()?);
     sock.setblocking(false)?;
     match sock.connect(addr) {
-        Ok(()) | Err(Exception::BlockingIOError(_)) => {}
+        Ok(()) => {}
+        Err(e) if e.is_instance(&BlockingIOError) => {}
         Err(e) => return Err(e),
     }
     let f = Future::new();

@@ -14,12 +14,12 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pyfiber::exception::{BlockingIOError, ConnectionRefusedError, ValueError};
 use pyfiber::net::{
     self, decode_body, find_hrefs, http_get_request, is_complete, parse_links, parse_links_with,
     split_http_url, title, urldefrag, urljoin, HrefQuotes, HttpVersion, Response, ResponseReader,
     Socket,
 };
-use pyfiber::Exception;
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
@@ -107,7 +107,7 @@ fn non_blocking_connect_raises_blocking_io_error_then_completes() {
     sock.setblocking(false).unwrap();
     assert!(!sock.getblocking().unwrap());
     let err = sock.connect(("127.0.0.1", port)).unwrap_err();
-    assert!(matches!(err, Exception::BlockingIOError(_)), "{err:?}");
+    assert!(err.is_instance(&BlockingIOError), "{err:?}");
     assert_eq!(err.os_error().unwrap().errno, Some(115));
 
     // The same call in CPython raises the same line.
@@ -147,7 +147,7 @@ fn non_blocking_connect_raises_blocking_io_error_then_completes() {
         match sock.recv(4096) {
             Ok(chunk) if chunk.is_empty() => break, // b'': EOF
             Ok(chunk) => received.extend(chunk),
-            Err(Exception::BlockingIOError(_)) => {
+            Err(e) if e.is_instance(&BlockingIOError) => {
                 assert!(start.elapsed() < DEADLINE);
                 thread::sleep(Duration::from_millis(1));
             }
@@ -167,10 +167,7 @@ fn connect_to_closed_port_raises_connection_refused() {
         .unwrap()
         .connect(("127.0.0.1", port))
         .unwrap_err();
-    assert!(
-        matches!(err, Exception::ConnectionRefusedError(_)),
-        "{err:?}"
-    );
+    assert!(err.is_instance(&ConnectionRefusedError), "{err:?}");
     let py = python(&format!(
         "import socket\ntry:\n    socket.socket().connect(('127.0.0.1', {port}))\n\
          except Exception as e:\n    print(type(e).__name__ + ': ' + str(e))"
@@ -194,7 +191,7 @@ fn connect_to_closed_port_raises_connection_refused() {
     let sock = Socket::new().unwrap();
     sock.setblocking(false).unwrap();
     match sock.connect(("127.0.0.1", port)) {
-        Err(Exception::BlockingIOError(_)) => {
+        Err(e) if e.is_instance(&BlockingIOError) => {
             let start = Instant::now();
             let err = loop {
                 match sock.take_error() {
@@ -205,16 +202,13 @@ fn connect_to_closed_port_raises_connection_refused() {
                     Err(e) => break e,
                 }
             };
-            assert!(
-                matches!(err, Exception::ConnectionRefusedError(_)),
-                "{err:?}"
-            );
+            assert!(err.is_instance(&ConnectionRefusedError), "{err:?}");
             assert_eq!(err.os_error().unwrap().errno, Some(111));
             // Reading SO_ERROR cleared it.
             assert_eq!(sock.so_error().unwrap(), 0);
         }
         // Some kernels refuse loopback connections at once.
-        Err(e) => assert!(matches!(e, Exception::ConnectionRefusedError(_)), "{e:?}"),
+        Err(e) => assert!(e.is_instance(&ConnectionRefusedError), "{e:?}"),
         Ok(()) => panic!("connected to a closed port"),
     }
 }
@@ -271,7 +265,7 @@ fn accept_on_non_blocking_listener_raises_blocking_io_error() {
     let server = Socket::listen_on(("127.0.0.1", 0), 1).unwrap();
     server.setblocking(false).unwrap();
     let err = server.accept().unwrap_err();
-    assert!(matches!(err, Exception::BlockingIOError(_)), "{err:?}");
+    assert!(err.is_instance(&BlockingIOError), "{err:?}");
 }
 
 #[test]
@@ -456,7 +450,7 @@ fn header_lookup_and_content_type() {
 
 fn value_error(raw: &[u8]) -> String {
     match Response::parse(raw) {
-        Err(Exception::ValueError(msg)) => msg,
+        Err(e) if e.is_instance(&ValueError) => e.to_string(),
         other => panic!("expected ValueError for {raw:?}, got {other:?}"),
     }
 }
@@ -750,10 +744,7 @@ fn fetch_blocking_reports_truncation_and_refusal() {
     assert!(err.to_string().contains("truncated body"), "{err}");
 
     let err = net::fetch_blocking("127.0.0.1", closed_port(), "/").unwrap_err();
-    assert!(
-        matches!(err, Exception::ConnectionRefusedError(_)),
-        "{err:?}"
-    );
+    assert!(err.is_instance(&ConnectionRefusedError), "{err:?}");
 }
 
 // ---------------------------------------------------------------- HTML
@@ -1006,7 +997,7 @@ fn urldefrag_matches_python_including_urlunparse_tidying() {
 #[test]
 fn urljoin_errors() {
     let err = urljoin("relative/base", "x").unwrap_err();
-    assert!(matches!(err, Exception::ValueError(_)), "{err:?}");
+    assert!(err.is_instance(&ValueError), "{err:?}");
     let err = urljoin("http://a/", "http://[oops/").unwrap_err();
     assert!(err.to_string().contains("cannot join"), "{err}");
 }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use pyfiber::event_loop::{callback, get_event_loop};
+use pyfiber::exception::{RuntimeError, TimeoutError};
 use pyfiber::{
     DefaultSelector, Exception, Future, Generator, Task, Value, EVENT_READ, EVENT_WRITE,
 };
@@ -81,7 +82,7 @@ fn a_task_exception_is_surfaced_and_a_timeout_is_thrown_in() {
     let waiting = never.clone();
     let task = Task::new(Generator::new(move |co| {
         match co.yield_from_future(&waiting) {
-            Err(Exception::TimeoutError(_)) => Err(Exception::ValueError("gave up".into())),
+            Err(e) if e.is_instance(&TimeoutError) => Err(Exception::ValueError("gave up".into())),
             other => other,
         }
     }));
@@ -158,6 +159,8 @@ fn a_panicking_task_leaves_the_loop_and_the_other_tasks_intact() {
         vec!["first got ready".to_string(), "last got ready".to_string()]
     );
     let expected = format!("Task-{} panicked", tasks[1].id());
-    assert!(matches!(tasks[1].result(), Some(Err(Exception::RuntimeError(m))) if m == expected));
+    assert!(
+        matches!(tasks[1].result(), Some(Err(e)) if e.is_instance(&RuntimeError) && e.to_string() == expected)
+    );
     drop(a);
 }

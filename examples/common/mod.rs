@@ -48,6 +48,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use pyfiber::exception::{BlockingIOError, Except};
 use pyfiber::net::{self, Socket};
 use pyfiber::server::{self, ServerConfig, ServerHandle};
 pub use pyfiber::timeline::Mark;
@@ -625,7 +626,7 @@ pub fn append_chunk(response: &mut Vec<u8>, chunk: &[u8]) -> PyResult<()> {
 /// Python's `TimeoutError: timed out`, not the `EAGAIN` the OS reports.
 pub fn recv_timed(sock: &Socket) -> PyResult<Vec<u8>> {
     match sock.recv(4096) {
-        Err(Exception::BlockingIOError(_)) => Err(timed_out()),
+        Err(e) if e.is_instance(&BlockingIOError) => Err(timed_out()),
         other => other,
     }
 }
@@ -665,10 +666,7 @@ pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>>
     mark(&target.url, Mark::Connected);
     raw.set_write_timeout(Some(remaining()?))?;
     sock.sendall(target.request().as_bytes())
-        .map_err(|e| match e {
-            Exception::BlockingIOError(_) => timed_out(),
-            e => e,
-        })?;
+        .except(&BlockingIOError, |_| Err(timed_out()))?;
     let mut response = Vec::new();
     // Blocks until the server answers (or closes).
     loop {

@@ -76,6 +76,7 @@ fn inet(addr: SockAddr) -> PyResult<SocketAddr> {
 /// Dropping the socket closes it, as CPython's finalizer does.
 ///
 /// ```no_run
+/// use pyfiber::exception::{BlockingIOError, Except};
 /// use pyfiber::net::Socket;
 /// use pyfiber::Exception;
 ///
@@ -87,10 +88,8 @@ fn inet(addr: SockAddr) -> PyResult<SocketAddr> {
 /// //     pass
 /// let sock = Socket::new()?;
 /// sock.setblocking(false)?;
-/// match sock.connect(("127.0.0.1", 8080)) {
-///     Ok(()) | Err(Exception::BlockingIOError(_)) => {}
-///     Err(e) => return Err(e),
-/// }
+/// sock.connect(("127.0.0.1", 8080))
+///     .except(&BlockingIOError, |_| Ok(()))?;
 /// # Ok::<(), Exception>(())
 /// ```
 pub struct Socket {

@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use pyfiber::exception::{GeneratorExit, KeyError, RuntimeError, StopIteration, ValueError};
 use pyfiber::{Co, Exception, Generator, PyResult, Value};
 
 use super::program::{Catch, Delegation, Expr, Lit, Poke, Program, Raisable, Step, Stmt};
@@ -81,21 +82,21 @@ pub fn exception(kind: Raisable, arg: &Lit) -> Exception {
         Raisable::ValueError => Exception::ValueError(text),
         Raisable::KeyError => Exception::KeyError(text),
         Raisable::MyError => Exception::user("MyError", text),
-        Raisable::StopIteration => Exception::StopIteration(value(arg)),
-        Raisable::GeneratorExit => Exception::GeneratorExit,
+        Raisable::StopIteration => StopIteration.new((value(arg),)),
+        Raisable::GeneratorExit => Exception::GeneratorExit(),
     }
 }
 
 /// `isinstance(exc, Class)` for the classes an `except` clause may name.
 fn matches(catch: Catch, exc: &Exception) -> bool {
     match catch {
-        Catch::ValueError => matches!(exc, Exception::ValueError(_)),
-        Catch::KeyError => matches!(exc, Exception::KeyError(_)),
+        Catch::ValueError => exc.is_instance(&ValueError),
+        Catch::KeyError => exc.is_instance(&KeyError),
         Catch::MyError => exc.name() == "MyError",
-        Catch::RuntimeError => matches!(exc, Exception::RuntimeError(_)),
-        Catch::StopIteration => matches!(exc, Exception::StopIteration(_)),
+        Catch::RuntimeError => exc.is_instance(&RuntimeError),
+        Catch::StopIteration => exc.is_instance(&StopIteration),
         Catch::Exception => exc.is_exception(),
-        Catch::GeneratorExit => matches!(exc, Exception::GeneratorExit),
+        Catch::GeneratorExit => exc.is_instance(&GeneratorExit),
         Catch::BaseException => true,
     }
 }
@@ -134,7 +135,7 @@ fn call_body(ctx: &Rc<Ctx>, co: &Co<'_>, f: usize, on_f0_fiber: bool) -> PyResul
 /// no level survives it -- see `Gen::program`.)
 fn same_fiber(ctx: &Rc<Ctx>, co: &Co<'_>, f: usize, on_f0_fiber: bool) -> PyResult<Value> {
     match call_body(ctx, co, f, on_f0_fiber) {
-        Err(Exception::StopIteration(_)) => Err(Exception::RuntimeError(
+        Err(e) if e.is_instance(&StopIteration) => Err(Exception::RuntimeError(
             "generator raised StopIteration".into(),
         )),
         other => other,
@@ -148,8 +149,7 @@ fn naive_yield_from(co: &Co<'_>, sub: &Generator) -> PyResult<Value> {
             Ok(y) => {
                 co.yield_(y)?;
             }
-            Err(Exception::StopIteration(r)) => return Ok(r),
-            Err(e) => return Err(e),
+            Err(e) => return e.stop_value().cloned().ok_or(e),
         }
     }
 }
