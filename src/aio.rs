@@ -21,7 +21,7 @@
 //! | `loop.sock_connect` / `sock_sendall` / `sock_recv` | [`TcpStream`] |
 //! | `asyncio.open_connection(host, port)` | [`open_connection`] → ([`StreamReader`], [`StreamWriter`]) |
 //! | `asyncio.wrap_future(f)` (await a generator-stage [`Future`](crate::Future)) | [`wrap_future`] |
-//! | `asyncio.CancelledError` | `Exception::User { name: "CancelledError", .. }` ([`cancelled_error`]) |
+//! | `asyncio.CancelledError` | `Exception::user("CancelledError", "")` ([`cancelled_error`]) |
 //!
 //! # How the pieces map
 //!

@@ -15,11 +15,11 @@
 //! (`Debug`) and `str()` (`Display`) as CPython prints them.
 //!
 //! ```
-//! use pyfiber::exception::{Exception, KeyError, LookupError, ValueError};
+//! use pyfiber::exception::{builtins, KeyError, LookupError, ValueError};
 //!
 //! let e = KeyError.new(("k",));
 //! assert_eq!(format!("{e:?} | {e}"), "KeyError('k') | 'k'");
-//! assert!(e.is_instance(&LookupError) && e.is_instance(&Exception));
+//! assert!(e.is_instance(&LookupError) && e.is_instance(&builtins::Exception));
 //! assert!(!e.is_instance(&ValueError));
 //! let same = e.clone();
 //! assert!(same.is(&e) && !KeyError.new(("k",)).is(&e));
@@ -37,7 +37,7 @@ use std::io;
 use std::rc::Rc;
 use std::sync::Mutex;
 
-use crate::value::{str_repr, Value};
+use crate::value::{str_repr, Object, Value};
 
 /// `Result<T, Exception>`: what every generator body and every fallible call
 /// returns. `Err` is "raised".
@@ -61,18 +61,36 @@ pub struct ExceptionClass {
 
 macro_rules! builtins {
     ($($(#[$doc:meta])* $name:ident: $base:expr;)+) => {
-        $(
-            $(#[$doc])*
-            #[allow(non_upper_case_globals)]
-            pub static $name: ExceptionClass = ExceptionClass {
-                name: stringify!($name),
-                base: $base,
-            };
-        )+
-        /// Every built-in class, for [`ExceptionClass::named`].
-        static BUILTINS: &[&ExceptionClass] = &[$(&$name),+];
+        /// The built-in exception classes, named as in Python's `builtins`.
+        ///
+        /// All but `Exception` are also in [`crate::exception`] itself; that
+        /// one lives only here, so that `Exception` there names the type of
+        /// instances alone (`e.is_instance(&builtins::Exception)` is
+        /// `isinstance(e, Exception)`, also [`Exception::is_exception`]).
+        pub mod builtins {
+            use super::ExceptionClass;
+            $(
+                $(#[$doc])*
+                #[allow(non_upper_case_globals)]
+                pub static $name: ExceptionClass = ExceptionClass {
+                    name: stringify!($name),
+                    base: $base,
+                };
+            )+
+            /// Every built-in class, for [`ExceptionClass::named`].
+            pub(super) static BUILTINS: &[&ExceptionClass] = &[$(&$name),+];
+        }
     };
 }
+
+use builtins::BUILTINS;
+pub use builtins::{
+    ArithmeticError, AttributeError, BaseException, BlockingIOError, BrokenPipeError,
+    ConnectionAbortedError, ConnectionError, ConnectionRefusedError, ConnectionResetError,
+    GeneratorExit, IndexError, KeyError, KeyboardInterrupt, LookupError, MemoryError,
+    NotImplementedError, OSError, RecursionError, RuntimeError, StopIteration, SystemExit,
+    TimeoutError, TypeError, UnicodeDecodeError, UnicodeError, ValueError, ZeroDivisionError,
+};
 
 builtins! {
     /// `BaseException`: the root; `except BaseException:` catches everything.
@@ -166,7 +184,7 @@ impl ExceptionClass {
     pub fn named(name: &str) -> &'static ExceptionClass {
         match BUILTINS.iter().find(|c| c.name == name) {
             Some(c) => c,
-            None => ExceptionClass::declare(name, &Exception),
+            None => ExceptionClass::declare(name, &builtins::Exception),
         }
     }
 
@@ -199,7 +217,8 @@ impl ExceptionClass {
     pub fn new(&'static self, args: impl IntoArgs) -> Exception {
         let args = args.into_args();
         // OSError(errno, strerror) keeps both as the `errno`/`strerror`
-        // attributes, and its `str()` becomes `[Errno N] strerror`.
+        // attributes, and its `str()` becomes `[Errno N] strerror`; plain
+        // `OSError` picks the subclass of the errno, as CPython's does.
         let os = match &args[..] {
             [Value::Int(n), Value::Str(s)] if self.is_subclass(&OSError) => Some(OsError {
                 errno: i32::try_from(*n).ok(),
@@ -207,7 +226,24 @@ impl ExceptionClass {
             }),
             _ => None,
         };
-        Exception::build(self, args, os)
+        let class = match &os {
+            Some(OsError { errno: Some(n), .. }) if std::ptr::eq(self, &OSError) => os_subclass(*n),
+            _ => self,
+        };
+        Exception::build(class, args, os)
+    }
+}
+
+/// `OSError(errno, ...)`'s class: CPython's errno map (Linux numbers).
+fn os_subclass(errno: i32) -> &'static ExceptionClass {
+    match errno {
+        11 | 114 | 115 => &BlockingIOError, // EAGAIN, EALREADY, EINPROGRESS
+        32 | 108 => &BrokenPipeError,       // EPIPE, ESHUTDOWN
+        103 => &ConnectionAbortedError,     // ECONNABORTED
+        104 => &ConnectionResetError,       // ECONNRESET
+        110 => &TimeoutError,               // ETIMEDOUT
+        111 => &ConnectionRefusedError,     // ECONNREFUSED
+        _ => &OSError,
     }
 }
 
@@ -492,7 +528,7 @@ impl Exception {
     /// other direct subclasses of `BaseException`), which `except
     /// Exception:` lets pass.
     pub fn is_exception(&self) -> bool {
-        self.is_instance(&Exception)
+        self.is_instance(&builtins::Exception)
     }
 
     /// `exc.value`, if this is a `StopIteration`: its first argument, or
@@ -604,6 +640,17 @@ impl PartialEq for Exception {
 
 impl std::error::Error for Exception {}
 
+/// An exception is a Python object like any other: it can be yielded,
+/// sent and kept in a `Value` (`Value::object(e)`, `v.downcast::<Exception>()`).
+impl Object for Exception {
+    fn type_name(&self) -> &str {
+        self.name()
+    }
+    fn repr(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
 /// `raise ValueError` (the class alone): an instance with no arguments.
 impl From<&'static ExceptionClass> for Exception {
     fn from(class: &'static ExceptionClass) -> Exception {
@@ -643,7 +690,7 @@ impl From<io::Error> for Exception {
 /// being handled as its `__context__` ([`Exception::chain`]).
 ///
 /// ```
-/// use pyfiber::exception::{Except, Exception, KeyError, ValueError};
+/// use pyfiber::exception::{Except, KeyError, ValueError};
 ///
 /// // try:
 /// //     raise ValueError("boom")
@@ -669,6 +716,57 @@ pub trait Except<T> {
     fn finally(self, cleanup: impl FnOnce() -> PyResult<()>) -> PyResult<T>;
 }
 
+thread_local! {
+    /// The exceptions whose handlers (or `finally` cleanups) are running on
+    /// this thread, innermost last: CPython's `sys.exc_info()` stack. An
+    /// exception caught while one is handled was raised during that
+    /// handling, so it gets it as its `__context__`.
+    static HANDLING: RefCell<Vec<Exception>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `sys.exc_info()[1]`: the exception whose handler is running, if any.
+pub fn exc_info() -> Option<Exception> {
+    HANDLING.with(|h| h.borrow().last().cloned())
+}
+
+/// Runs `f` as the handler of `e`: `e` is on the handling stack meanwhile,
+/// and comes off it on every way out (a panic unwinding the handler too).
+fn handling<R>(e: &Exception, f: impl FnOnce() -> R) -> R {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            HANDLING.with(|h| h.borrow_mut().pop());
+        }
+    }
+    if let Some(outer) = exc_info() {
+        e.chain(&outer);
+    }
+    HANDLING.with(|h| h.borrow_mut().push(e.clone()));
+    let _pop = Pop;
+    f()
+}
+
+/// How many exceptions are being handled on this thread (see
+/// [`take_handling`]).
+pub(crate) fn handling_depth() -> usize {
+    HANDLING.with(|h| h.borrow().len())
+}
+
+/// Takes the handled exceptions above `depth` off the stack: a generator
+/// suspending inside its handlers takes them along, as CPython's frame
+/// keeps its own `exc_info` (`gi_exc_state`), so they are not the caller's
+/// context meanwhile. [`restore_handling`] puts them back on resume.
+#[cold]
+pub(crate) fn take_handling(depth: usize) -> Vec<Exception> {
+    HANDLING.with(|h| h.borrow_mut().split_off(depth))
+}
+
+/// Puts back what [`take_handling`] took.
+#[cold]
+pub(crate) fn restore_handling(saved: Vec<Exception>) {
+    HANDLING.with(|h| h.borrow_mut().extend(saved));
+}
+
 impl<T> Except<T> for PyResult<T> {
     fn except(
         self,
@@ -676,13 +774,19 @@ impl<T> Except<T> for PyResult<T> {
         handler: impl FnOnce(Exception) -> PyResult<T>,
     ) -> PyResult<T> {
         match self {
-            Err(e) if e.is_instance(class) => handler(e.clone()).inspect_err(|new| new.chain(&e)),
+            Err(e) if e.is_instance(class) => {
+                handling(&e, || handler(e.clone())).inspect_err(|new| new.chain(&e))
+            }
             other => other,
         }
     }
 
     fn finally(self, cleanup: impl FnOnce() -> PyResult<()>) -> PyResult<T> {
-        match cleanup() {
+        let cleaned = match &self {
+            Err(pending) => handling(pending, cleanup),
+            Ok(_) => cleanup(),
+        };
+        match cleaned {
             Ok(()) => self,
             Err(new) => {
                 if let Err(pending) = &self {

@@ -28,8 +28,15 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use pyfiber::exception::{GeneratorExit, RuntimeError, StopIteration, ValueError};
-use pyfiber::{stack_pool, Co, Exception, Generator, Object, PyResult, Value, YieldFrom};
+use pyfiber::exception::{
+    ArithmeticError, BaseException, BlockingIOError, ConnectionError, ConnectionRefusedError,
+    Except, GeneratorExit, KeyError, KeyboardInterrupt, LookupError, NotImplementedError, OSError,
+    RuntimeError, StopIteration, TimeoutError, TypeError, UnicodeDecodeError, ValueError,
+    ZeroDivisionError,
+};
+use pyfiber::{
+    stack_pool, Co, Exception, ExceptionClass, Generator, Object, PyResult, Value, YieldFrom,
+};
 
 // ---------------------------------------------------------------------------
 // The harness
@@ -65,6 +72,27 @@ def yf(g):
 
 class MyError(Exception):
     pass
+
+def show(e):
+    print(f"{e!r} | {e} | {e.args!r} | {line(e)}")
+
+def chain(e):
+    print(f"{e!r} context={e.__context__!r} cause={e.__cause__!r} suppress={e.__suppress_context__}")
+
+def fmt(e):
+    # traceback.format_exception(e) without frames (pyfiber records none):
+    # drop every __traceback__ in the chain first. Classes of the case's own
+    # module are printed without the module prefix, as pyfiber's are.
+    import traceback
+    todo, seen = [e], set()
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        x.__traceback__ = None
+        todo += [x.__context__, x.__cause__]
+    print("".join(traceback.format_exception(e)).replace(__name__ + ".", ""), end="")
 
 class Token:
     def __init__(self, name):
@@ -3287,6 +3315,899 @@ mod objects_through_a_chain_are_the_same_object {
 
 /// `cases! { name => [twin, ...], ... }` lists every case: it builds
 /// `CASES` (what python3 runs) and a `#[test]` per case (what cargo reports).
+// ---------------------------------------------------------------------------
+// Exception objects: args, repr, identity, classes, chaining (issue 12)
+// ---------------------------------------------------------------------------
+
+/// `show(e)`: `repr | str | args | line`, one line per exception.
+fn show(e: &Exception) {
+    out!("{e:?} | {e} | {:?} | {}", e.args(), e.line());
+}
+
+/// `chain(e)`: an exception with its `__context__`, `__cause__` and
+/// `__suppress_context__`.
+fn chain(e: &Exception) {
+    out!(
+        "{e:?} context={} cause={} suppress={}",
+        opt_repr(e.context()),
+        opt_repr(e.cause()),
+        if e.suppress_context() {
+            "True"
+        } else {
+            "False"
+        }
+    );
+}
+
+fn opt_repr(e: Option<Exception>) -> String {
+    e.map_or("None".into(), |e| e.repr())
+}
+
+/// `fmt(e)`: `traceback.format_exception(e)` without frames.
+fn fmt(e: &Exception) {
+    for l in pyfiber::format_exception(e).lines() {
+        out!("{l}");
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// `args`, `repr()` and `str()` of the built-in classes and a user class,
+/// and `OSError(errno, msg)` choosing its subclass by errno.
+mod exception_args_repr_str {
+    use super::*;
+    pub const PY: &str = r#"
+    for e in [ValueError("boom"), KeyError(), KeyError("k"), KeyError(3),
+              StopIteration(42), StopIteration(), GeneratorExit("why"),
+              OSError(111, "Connection refused"), OSError("plain"),
+              ValueError("a", 2), MyError("x"), RuntimeError(),
+              TimeoutError("timed out"), ZeroDivisionError("division by zero"),
+              StopIteration("it's"), KeyError(None)]:
+        show(e)
+    "#;
+    pub fn rust() {
+        for e in [
+            ValueError.new(("boom",)),
+            KeyError.new(()),
+            KeyError.new(("k",)),
+            KeyError.new((3,)),
+            StopIteration.new((42,)),
+            StopIteration.new(()),
+            GeneratorExit.new(("why",)),
+            OSError.new((111, "Connection refused")),
+            OSError.new(("plain",)),
+            ValueError.new(("a", 2)),
+            my_error("x"),
+            RuntimeError.new(()),
+            TimeoutError.new(("timed out",)),
+            Exception::user("ZeroDivisionError", "division by zero"),
+            StopIteration.new(("it's",)),
+            KeyError.new((Value::None,)),
+        ] {
+            show(&e);
+        }
+    }
+}
+
+/// `isinstance` along CPython's hierarchy: `except LookupError` catches a
+/// KeyError, `except OSError` a ConnectionRefusedError, `except
+/// Exception` neither GeneratorExit nor KeyboardInterrupt.
+mod exception_hierarchy {
+    use super::*;
+    pub const PY: &str = r#"
+    classes = [BaseException, Exception, LookupError, OSError, ConnectionError,
+               ArithmeticError, ValueError, RuntimeError]
+    for e in [KeyError("k"), ConnectionRefusedError(111, "x"), ZeroDivisionError(),
+              GeneratorExit(), StopIteration(), UnicodeDecodeError("utf-8", b"", 0, 1, "bad"),
+              NotImplementedError(), KeyboardInterrupt(), BlockingIOError(11, "x")]:
+        print(type(e).__name__, [c.__name__ for c in classes if isinstance(e, c)])
+    "#;
+    pub fn rust() {
+        use pyfiber::exception::builtins;
+        let classes: [&'static ExceptionClass; 8] = [
+            &BaseException,
+            &builtins::Exception,
+            &LookupError,
+            &OSError,
+            &ConnectionError,
+            &ArithmeticError,
+            &ValueError,
+            &RuntimeError,
+        ];
+        for e in [
+            KeyError.new(("k",)),
+            ConnectionRefusedError.new((111, "x")),
+            ZeroDivisionError.new(()),
+            GeneratorExit.new(()),
+            StopIteration.new(()),
+            UnicodeDecodeError.new(("bad",)),
+            NotImplementedError.new(()),
+            KeyboardInterrupt.new(()),
+            BlockingIOError.new((11, "x")),
+        ] {
+            let names: Vec<Value> = classes
+                .iter()
+                .filter(|c| e.is_instance(c))
+                .map(|c| c.name().into())
+                .collect();
+            out!("{} {:?}", e.name(), Value::from(names));
+        }
+    }
+}
+
+/// A user class declared with a base: `except Base` catches a thrown
+/// `Derived`, `except Derived` lets a `Base` pass.
+mod user_class_with_base {
+    use super::*;
+    pub const PY: &str = r#"
+    class AppError(Exception):
+        pass
+    class NetError(AppError):
+        pass
+    print(issubclass(NetError, AppError), issubclass(AppError, NetError),
+          issubclass(NetError, Exception), NetError.__base__.__name__)
+    def gen():
+        while True:
+            try:
+                yield "ready"
+            except NetError as e:
+                print("net:", repr(e))
+            except AppError as e:
+                print("app:", repr(e))
+    g = gen()
+    next(g)
+    call("throw NetError", g.throw, NetError("down"))
+    call("throw AppError", g.throw, AppError("bad"))
+    call("throw ValueError", g.throw, ValueError("other"))
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let app = ExceptionClass::declare("AppError", &pyfiber::exception::builtins::Exception);
+        let net = ExceptionClass::declare("NetError", app);
+        out!(
+            "{} {} {} {}",
+            py_bool(net.is_subclass(app)),
+            py_bool(app.is_subclass(net)),
+            py_bool(net.is_subclass(&pyfiber::exception::builtins::Exception)),
+            net.base().unwrap().name()
+        );
+        let g = Generator::new(move |co| loop {
+            co.yield_("ready")
+                .except(net, |e| {
+                    out!("net: {e:?}");
+                    Ok(Value::None)
+                })
+                .except(app, |e| {
+                    out!("app: {e:?}");
+                    Ok(Value::None)
+                })?;
+        });
+        g.next().unwrap();
+        call("throw NetError", g.throw(net.new(("down",))));
+        call("throw AppError", g.throw(app.new(("bad",))));
+        call("throw ValueError", g.throw(ValueError.new(("other",))));
+        out!("{}", state(&g));
+    }
+}
+
+/// The exception a generator catches is the object thrown (`e is thrown`),
+/// and the one re-raised comes back out as that same object.
+mod thrown_object_identity {
+    use super::*;
+    pub const PY: &str = r#"
+    thrown = ValueError("boom")
+    def gen():
+        try:
+            yield 1
+        except ValueError as e:
+            print("caught is thrown:", e is thrown)
+            yield e
+        try:
+            yield 2
+        except ValueError:
+            print("re-raising")
+            raise
+    g = gen()
+    next(g)
+    got = g.throw(thrown)
+    print("yielded is thrown:", got is thrown, repr(got))
+    next(g)
+    try:
+        g.throw(thrown)
+    except ValueError as e:
+        print("raised is thrown:", e is thrown)
+    other = ValueError("boom")
+    print("equal but other:", other is thrown)
+    "#;
+    pub fn rust() {
+        let thrown = ValueError.new(("boom",));
+        let seen = thrown.clone();
+        let g = Generator::new(move |co| {
+            if let Err(e) = co.yield_(1) {
+                out!("caught is thrown: {}", py_bool(e.is(&seen)));
+                co.yield_(Value::object(e))?;
+            }
+            co.yield_(2).except(&ValueError, |e| {
+                out!("re-raising");
+                Err(e)
+            })?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        let got = g.throw(thrown.clone()).unwrap();
+        let got = got.downcast::<Exception>().unwrap();
+        out!("yielded is thrown: {} {got:?}", py_bool(got.is(&thrown)));
+        g.next().unwrap();
+        let e = g.throw(thrown.clone()).unwrap_err();
+        out!("raised is thrown: {}", py_bool(e.is(&thrown)));
+        let other = ValueError.new(("boom",));
+        out!("equal but other: {}", py_bool(other.is(&thrown)));
+    }
+}
+
+/// `throw(ValueError)` with the class instantiates it without args;
+/// `throw(GeneratorExit("why"))` arrives with its args and, unhandled,
+/// comes back as the same object.
+mod throw_class_and_generator_exit_args {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except ValueError as e:
+            print("got", repr(e), e.args)
+        try:
+            yield 2
+        finally:
+            print("finally")
+    g = gen()
+    next(g)
+    call("throw class", g.throw, ValueError)
+    why = GeneratorExit("why")
+    try:
+        g.throw(why)
+    except GeneratorExit as e:
+        print("back:", repr(e), e is why)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1).except(&ValueError, |e| {
+                out!("got {e:?} {:?}", e.args());
+                Ok(Value::None)
+            })?;
+            let _f = Finally("finally");
+            co.yield_(2)?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("throw class", g.throw(Exception::from(&ValueError)));
+        let why = GeneratorExit.new(("why",));
+        let e = g.throw(why.clone()).unwrap_err();
+        out!("back: {e:?} {}", py_bool(e.is(&why)));
+        out!("{}", state(&g));
+    }
+}
+
+/// `close()` throws a fresh `GeneratorExit()` with no args each time.
+mod close_throws_bare_generator_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit as e:
+            print("closing with", repr(e), e.args, line(e))
+            raise
+    g = gen()
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1).except(&GeneratorExit, |e| {
+                out!("closing with {e:?} {:?} {}", e.args(), e.line());
+                Err(e)
+            })?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// `StopIteration.value` is the returned object itself; `return None`
+/// gives `StopIteration()` with no args.
+mod stop_iteration_value_is_the_object {
+    use super::*;
+    pub const PY: &str = r#"
+    box = [1, 2]
+    def gen(r):
+        yield 1
+        return r
+    for r in (box, None, 0):
+        g = gen(r)
+        next(g)
+        try:
+            next(g)
+        except StopIteration as e:
+            print(repr(e), e.args, e.value is r, repr(e.value))
+    "#;
+    pub fn rust() {
+        let boxed = Value::from(vec![Value::Int(1), Value::Int(2)]);
+        for r in [boxed, Value::None, Value::Int(0)] {
+            let ret = r.clone();
+            let g = Generator::new(move |co| {
+                co.yield_(1)?;
+                Ok(ret)
+            });
+            g.next().unwrap();
+            let e = g.next().unwrap_err();
+            let v = e.stop_value().unwrap();
+            out!("{e:?} {:?} {} {v:?}", e.args(), py_bool(is_same(v, &r)));
+        }
+    }
+
+    /// `a is b`: the same list, or equal ints and None (CPython caches
+    /// small ints).
+    fn is_same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::List(x), Value::List(y)) => Rc::ptr_eq(x, y),
+            (Value::None, Value::None) => true,
+            (Value::Int(x), Value::Int(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Identity through a delegation: the sub-generator catches the very
+/// object thrown into the delegator, and re-raised it reaches the caller.
+mod thrown_identity_through_yield_from {
+    use super::*;
+    pub const PY: &str = r#"
+    thrown = MyError("deep")
+    def sub():
+        try:
+            yield "sub"
+        except MyError as e:
+            print("sub caught is thrown:", e is thrown)
+            raise
+    def outer():
+        try:
+            yield from sub()
+        except MyError as e:
+            print("outer caught is thrown:", e is thrown)
+            raise
+    g = outer()
+    next(g)
+    try:
+        g.throw(thrown)
+    except MyError as e:
+        print("caller caught is thrown:", e is thrown)
+    "#;
+    fn sub(co: &Co<'_>, thrown: &Exception) -> PyResult<Value> {
+        co.yield_("sub")
+            .except(ExceptionClass::named("MyError"), |e| {
+                out!("sub caught is thrown: {}", py_bool(e.is(thrown)));
+                Err(e)
+            })
+    }
+    fn outer(thrown: Exception, pep380: bool) -> Generator {
+        Generator::new(move |co| {
+            let r = if pep380 {
+                let t = thrown.clone();
+                co.yield_from(&Generator::new(move |co| sub(co, &t)))
+            } else {
+                co.yield_from_fn(|co| sub(co, &thrown))
+            };
+            r.except(ExceptionClass::named("MyError"), |e| {
+                out!("outer caught is thrown: {}", py_bool(e.is(&thrown)));
+                Err(e)
+            })
+        })
+    }
+    fn run(pep380: bool) {
+        let thrown = my_error("deep");
+        let g = outer(thrown.clone(), pep380);
+        g.next().unwrap();
+        let e = g.throw(thrown.clone()).unwrap_err();
+        out!("caller caught is thrown: {}", py_bool(e.is(&thrown)));
+    }
+    pub fn pep380() {
+        run(true)
+    }
+    pub fn same_fiber() {
+        run(false)
+    }
+}
+
+/// Raising inside `except` sets `__context__` to the exception handled
+/// (the very object thrown); `__cause__` stays None.
+mod raise_in_except_sets_context {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except ValueError as e:
+            print("handling", repr(e))
+            raise KeyError("k")
+    g = gen()
+    next(g)
+    v = ValueError("v")
+    try:
+        g.throw(v)
+    except KeyError as k:
+        chain(k)
+        print("context is thrown:", k.__context__ is v)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1).except(&ValueError, |e| {
+                out!("handling {e:?}");
+                Err(KeyError.new(("k",)))
+            })?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        let v = ValueError.new(("v",));
+        let k = g.throw(v.clone()).unwrap_err();
+        chain(&k);
+        out!(
+            "context is thrown: {}",
+            py_bool(k.context().unwrap().is(&v))
+        );
+        out!("{}", state(&g));
+    }
+}
+
+/// `raise X from e` sets `__cause__` and `__suppress_context__` (and
+/// `__context__` still); `raise X from None` hides the context.
+mod raise_from_and_from_none {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        while True:
+            try:
+                yield "ready"
+            except ValueError as e:
+                raise KeyError("from e") from e
+            except TypeError:
+                raise KeyError("from None") from None
+    for exc in (ValueError("v"), TypeError("t")):
+        g = gen()
+        next(g)
+        try:
+            g.throw(exc)
+        except KeyError as k:
+            chain(k)
+            fmt(k)
+    "#;
+    pub fn rust() {
+        for exc in [ValueError.new(("v",)), TypeError.new(("t",))] {
+            let g = Generator::new(|co| loop {
+                co.yield_("ready")
+                    .except(&ValueError, |e| {
+                        Err(KeyError.new(("from e",)).with_cause(e))
+                    })
+                    .except(&TypeError, |_| {
+                        Err(KeyError.new(("from None",)).with_cause(None))
+                    })?;
+            });
+            g.next().unwrap();
+            let k = g.throw(exc).unwrap_err();
+            chain(&k);
+            fmt(&k);
+        }
+    }
+}
+
+/// An exception raised in `finally` while another propagates gets that
+/// one as `__context__`; a clean `finally` passes the first one on.
+mod raise_in_finally_sets_context {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen(fail):
+        try:
+            yield 1
+        finally:
+            print("finally, fail =", fail)
+            if fail:
+                raise RuntimeError("cleanup failed")
+    for fail in (True, False):
+        g = gen(fail)
+        next(g)
+        try:
+            g.throw(ValueError("first"))
+        except Exception as e:
+            chain(e)
+    "#;
+    pub fn rust() {
+        for fail in [true, false] {
+            let g = Generator::new(move |co| {
+                co.yield_(1).finally(|| {
+                    out!("finally, fail = {}", py_bool(fail));
+                    if fail {
+                        return Err(Exception::RuntimeError("cleanup failed".into()));
+                    }
+                    Ok(())
+                })?;
+                Ok(Value::None)
+            });
+            g.next().unwrap();
+            let e = g.throw(ValueError.new(("first",))).unwrap_err();
+            chain(&e);
+        }
+    }
+}
+
+/// `close()` of a body that raises in `except GeneratorExit`: close()
+/// raises that exception, with the GeneratorExit as its context.
+mod close_raising_has_generator_exit_context {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit:
+            raise ValueError("refusing")
+    g = gen()
+    next(g)
+    try:
+        g.close()
+    except ValueError as e:
+        chain(e)
+        fmt(e)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)
+                .except(&GeneratorExit, |_| Err(ValueError.new(("refusing",))))?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        let e = g.close().unwrap_err();
+        chain(&e);
+        fmt(&e);
+        out!("{}", state(&g));
+    }
+}
+
+/// PEP 479: the RuntimeError has the escaping StopIteration as both
+/// `__cause__` and `__context__` (the same object), and prints as
+/// "direct cause".
+mod pep479_runtime_error_has_cause {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        raise StopIteration("escaped")
+    g = gen()
+    next(g)
+    try:
+        next(g)
+    except RuntimeError as e:
+        chain(e)
+        print("cause is context:", e.__cause__ is e.__context__)
+        fmt(e)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1)?;
+            Err(StopIteration.new(("escaped",)))
+        });
+        g.next().unwrap();
+        let e = g.next().unwrap_err();
+        chain(&e);
+        out!(
+            "cause is context: {}",
+            py_bool(e.cause().unwrap().is(&e.context().unwrap()))
+        );
+        fmt(&e);
+    }
+}
+
+/// The same rule at a same-fiber or PEP 380 delegation's boundary: the
+/// delegator sees the RuntimeError with the sub's StopIteration as cause.
+mod pep479_cause_through_yield_from {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        yield "s"
+        raise StopIteration("from sub")
+    def outer():
+        try:
+            yield from sub()
+        except RuntimeError as e:
+            chain(e)
+            yield "handled"
+    g = outer()
+    call("next", next, g)
+    call("next", next, g)
+    "#;
+    fn sub(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s")?;
+        Err(StopIteration.new(("from sub",)))
+    }
+    fn run(pep380: bool) {
+        let g = Generator::new(move |co| {
+            let r = if pep380 {
+                co.yield_from(&Generator::new(sub))
+            } else {
+                co.yield_from_fn(sub)
+            };
+            r.except(&RuntimeError, |e| {
+                chain(&e);
+                co.yield_("handled")
+            })
+        });
+        call("next", g.next());
+        call("next", g.next());
+    }
+    pub fn pep380() {
+        run(true)
+    }
+    pub fn same_fiber() {
+        run(false)
+    }
+}
+
+/// Context through a delegation: the sub-generator raises while handling
+/// what was thrown into the delegator; the caller sees that chain, and a
+/// handler in the delegator chains once more.
+mod context_through_yield_from {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        try:
+            yield "sub"
+        except ValueError:
+            raise KeyError("in sub")
+    def outer():
+        try:
+            yield from sub()
+        except KeyError:
+            raise RuntimeError("in outer")
+    g = outer()
+    next(g)
+    try:
+        g.throw(ValueError("thrown"))
+    except RuntimeError as e:
+        chain(e)
+        chain(e.__context__)
+        fmt(e)
+    "#;
+    fn sub(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("sub")
+            .except(&ValueError, |_| Err(KeyError.new(("in sub",))))
+    }
+    fn run(pep380: bool) {
+        let g = Generator::new(move |co| {
+            let r = if pep380 {
+                co.yield_from(&Generator::new(sub))
+            } else {
+                co.yield_from_fn(sub)
+            };
+            r.except(&KeyError, |_| {
+                Err(Exception::RuntimeError("in outer".into()))
+            })
+        });
+        g.next().unwrap();
+        let e = g.throw(ValueError.new(("thrown",))).unwrap_err();
+        chain(&e);
+        chain(&e.context().unwrap());
+        fmt(&e);
+    }
+    pub fn pep380() {
+        run(true)
+    }
+    pub fn same_fiber() {
+        run(false)
+    }
+}
+
+/// Closing a delegator whose sub raises in `except GeneratorExit`: the
+/// delegator's close() raises it, chained to the sub's GeneratorExit.
+mod close_delegator_sub_raises_context {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        try:
+            yield "sub"
+        except GeneratorExit:
+            print("sub closing")
+            raise MyError("sub refuses")
+    def outer():
+        try:
+            yield from sub()
+        finally:
+            print("outer finally")
+    g = outer()
+    next(g)
+    try:
+        g.close()
+    except MyError as e:
+        chain(e)
+    print(state(g))
+    "#;
+    fn sub(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("sub").except(&GeneratorExit, |_| {
+            out!("sub closing");
+            Err(my_error("sub refuses"))
+        })
+    }
+    fn run(pep380: bool) {
+        let g = Generator::new(move |co| {
+            let _f = Finally("outer finally");
+            if pep380 {
+                co.yield_from(&Generator::new(sub))
+            } else {
+                co.yield_from_fn(sub)
+            }
+        });
+        g.next().unwrap();
+        let e = g.close().unwrap_err();
+        chain(&e);
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(true)
+    }
+    pub fn same_fiber() {
+        run(false)
+    }
+}
+
+/// A bare re-raise keeps the exception as it was (no context of its
+/// own); raising after the handler has finished chains nothing.
+mod reraise_and_raise_after_handler {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except ValueError:
+            print("re-raise")
+            raise
+    g = gen()
+    next(g)
+    try:
+        g.throw(ValueError("v"))
+    except ValueError as e:
+        chain(e)
+    def gen2():
+        try:
+            yield 1
+        except ValueError:
+            print("handled")
+        raise KeyError("after")
+    g = gen2()
+    next(g)
+    try:
+        g.throw(ValueError("v"))
+    except KeyError as e:
+        chain(e)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1).except(&ValueError, |e| {
+                out!("re-raise");
+                Err(e)
+            })?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        chain(&g.throw(ValueError.new(("v",))).unwrap_err());
+        let g = Generator::new(|co| {
+            co.yield_(1).except(&ValueError, |_| {
+                out!("handled");
+                Ok(Value::None)
+            })?;
+            Err(KeyError.new(("after",)))
+        });
+        g.next().unwrap();
+        chain(&g.throw(ValueError.new(("v",))).unwrap_err());
+    }
+}
+
+/// Nested handlers: the innermost handled exception is the context, and
+/// raising an exception that is already in the handled one's chain cuts
+/// that link so no chain is a cycle (CPython's rule).
+mod nested_handlers_and_cycle_cut {
+    use super::*;
+    pub const PY: &str = r#"
+    a = ValueError("a")
+    b = KeyError("b")
+    try:
+        try:
+            raise a
+        except ValueError:
+            try:
+                raise b
+            except KeyError:
+                raise TypeError("c")
+    except TypeError as c:
+        chain(c)
+        chain(c.__context__)
+        fmt(c)
+    try:
+        try:
+            raise a
+        except ValueError:
+            raise b
+    except KeyError:
+        try:
+            raise a
+        except ValueError as e:
+            chain(e)
+            chain(b)
+    "#;
+    pub fn rust() {
+        let a = ValueError.new(("a",));
+        let b = KeyError.new(("b",));
+        let raise = |e: &Exception| -> PyResult<Value> { Err(e.clone()) };
+        let c = raise(&a)
+            .except(&ValueError, |_| {
+                raise(&b).except(&KeyError, |_| Err(TypeError.new(("c",))))
+            })
+            .unwrap_err();
+        chain(&c);
+        chain(&c.context().unwrap());
+        fmt(&c);
+        let e = raise(&a)
+            .except(&ValueError, |_| raise(&b))
+            .except(&KeyError, |_| raise(&a))
+            .unwrap_err();
+        chain(&e);
+        chain(&b);
+    }
+}
+
+/// `format_exception` of a three-deep chain mixing both separators.
+mod format_exception_three_deep {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except OSError as e:
+            try:
+                raise LookupError("lookup") from e
+            except LookupError:
+                raise MyError("mine")
+    g = gen()
+    next(g)
+    try:
+        g.throw(ConnectionResetError(104, "Connection reset by peer"))
+    except MyError as e:
+        fmt(e)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1).except(&OSError, |e| {
+                Err(LookupError.new(("lookup",)).with_cause(e))
+                    .except(&LookupError, |_| Err(my_error("mine")))
+            })?;
+            Ok(Value::None)
+        });
+        g.next().unwrap();
+        let e = g
+            .throw(OSError.new((104, "Connection reset by peer")))
+            .unwrap_err();
+        fmt(&e);
+    }
+}
+
 macro_rules! cases {
     ($($name:ident => [$($twin:ident),+]),+ $(,)?) => {
         const CASES: &[Case] = &[$(Case {
@@ -3387,6 +4308,25 @@ cases! {
     refused_sends_keep_nothing => [rust],
     value_yielded_on_close_is_freed => [rust],
     objects_through_a_chain_are_the_same_object => [pep380, same_fiber],
+    exception_args_repr_str => [rust],
+    exception_hierarchy => [rust],
+    user_class_with_base => [rust],
+    thrown_object_identity => [rust],
+    throw_class_and_generator_exit_args => [rust],
+    close_throws_bare_generator_exit => [rust],
+    stop_iteration_value_is_the_object => [rust],
+    thrown_identity_through_yield_from => [pep380, same_fiber],
+    raise_in_except_sets_context => [rust],
+    raise_from_and_from_none => [rust],
+    raise_in_finally_sets_context => [rust],
+    close_raising_has_generator_exit_context => [rust],
+    pep479_runtime_error_has_cause => [rust],
+    pep479_cause_through_yield_from => [pep380, same_fiber],
+    context_through_yield_from => [pep380, same_fiber],
+    close_delegator_sub_raises_context => [pep380, same_fiber],
+    reraise_and_raise_after_handler => [rust],
+    nested_handlers_and_cycle_cut => [rust],
+    format_exception_three_deep => [rust],
 }
 
 /// The suite itself: enough cases, unique names, and python3 ran every one

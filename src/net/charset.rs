@@ -99,8 +99,8 @@ fn utf8(bytes: &[u8]) -> PyResult<String> {
 /// Errors:
 /// - an invalid byte: `UnicodeDecodeError: 'utf-8' codec can't decode byte
 ///   0xff in position 3: invalid start byte` (CPython's text; the class is
-///   an [`Exception::User`] named `UnicodeDecodeError`, a `ValueError`
-///   subclass in Python);
+///   [`UnicodeDecodeError`](crate::exception::UnicodeDecodeError), a
+///   `ValueError` subclass as in Python);
 /// - any other charset: decoded by [`encoding_rs`] under its WHATWG label
 ///   (`gbk`, `gb2312`, `windows-1252`, `utf-16`, ...); a malformed sequence
 ///   is `UnicodeDecodeError: 'gbk' codec can't decode byte 0x81 in position
