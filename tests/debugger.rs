@@ -13,6 +13,8 @@
 //!
 //! Breakpoint lines are found by searching the example's source for the code
 //! they sit on, so editing an example does not silently break the tests.
+//! Breakpoints name `examples/FILE:LINE`: a bare `generator.rs:LINE` would
+//! also break at that line of `src/generator.rs`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
