@@ -43,8 +43,8 @@ use std::process::ExitCode;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use pyfiber::exception::BlockingIOError;
 use pyfiber::event_loop::{get_event_loop, TimerHandle};
+use pyfiber::exception::BlockingIOError;
 use pyfiber::net::Socket;
 use pyfiber::selector::DefaultSelector;
 use pyfiber::{Exception, PyResult, EVENT_READ, EVENT_WRITE};

@@ -50,7 +50,6 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use pyfiber::exception::BlockingIOError;
 use pyfiber::event_loop::{callback, get_event_loop};
 use pyfiber::net::Socket;
 use pyfiber::{Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
@@ -119,9 +118,8 @@ impl Spider {
         common::mark(&self.url, common::Mark::Started);
         self.sock.setblocking(false)?;
         match self.sock.connect(self.target.addr) {
-            Ok(()) => {}
-            Err(e) if e.is_instance(&BlockingIOError) => {}
-            Err(e) => return Err(e),
+            Err(e) if !e.is_instance(&pyfiber::exception::BlockingIOError) => return Err(e),
+            _ => {} // connected, or BlockingIOError: in progress
         }
         let future = Future::new();
 

@@ -52,7 +52,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
-use pyfiber::exception::BlockingIOError;
 use pyfiber::event_loop::{callback, get_event_loop};
 use pyfiber::net::Socket;
 use pyfiber::stack_pool;
@@ -127,9 +126,8 @@ fn connect(co: &Co<'_>, sock: &Rc<Socket>, address: SocketAddr) -> PyResult<Valu
     let future = Future::new();
     sock.setblocking(false)?;
     match sock.connect(address) {
-        Ok(()) => {}
-        Err(e) if e.is_instance(&BlockingIOError) => {}
-        Err(e) => return Err(e),
+        Err(e) if !e.is_instance(&pyfiber::exception::BlockingIOError) => return Err(e),
+        _ => {} // connected, or BlockingIOError: in progress
     }
 
     fn on_connected(future: &Future) {

@@ -746,27 +746,6 @@ fn handling<R>(e: &Exception, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// How many exceptions are being handled on this thread (see
-/// [`take_handling`]).
-pub(crate) fn handling_depth() -> usize {
-    HANDLING.with(|h| h.borrow().len())
-}
-
-/// Takes the handled exceptions above `depth` off the stack: a generator
-/// suspending inside its handlers takes them along, as CPython's frame
-/// keeps its own `exc_info` (`gi_exc_state`), so they are not the caller's
-/// context meanwhile. [`restore_handling`] puts them back on resume.
-#[cold]
-pub(crate) fn take_handling(depth: usize) -> Vec<Exception> {
-    HANDLING.with(|h| h.borrow_mut().split_off(depth))
-}
-
-/// Puts back what [`take_handling`] took.
-#[cold]
-pub(crate) fn restore_handling(saved: Vec<Exception>) {
-    HANDLING.with(|h| h.borrow_mut().extend(saved));
-}
-
 impl<T> Except<T> for PyResult<T> {
     fn except(
         self,

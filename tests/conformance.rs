@@ -1360,7 +1360,9 @@ mod close_body_raises_other {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| match co.yield_(1.into()) {
-            Err(e) if e.is_instance(&GeneratorExit) => Err(Exception::ValueError("refusing to close".into())),
+            Err(e) if e.is_instance(&GeneratorExit) => {
+                Err(Exception::ValueError("refusing to close".into()))
+            }
             other => other.map(|_| Value::None),
         });
         g.next().unwrap();
@@ -3478,7 +3480,7 @@ mod user_class_with_base {
             net.base().unwrap().name()
         );
         let g = Generator::new(move |co| loop {
-            co.yield_("ready")
+            co.yield_("ready".into())
                 .except(net, |e| {
                     out!("net: {e:?}");
                     Ok(Value::None)
@@ -3529,11 +3531,11 @@ mod thrown_object_identity {
         let thrown = ValueError.new(("boom",));
         let seen = thrown.clone();
         let g = Generator::new(move |co| {
-            if let Err(e) = co.yield_(1) {
+            if let Err(e) = co.yield_(1.into()) {
                 out!("caught is thrown: {}", py_bool(e.is(&seen)));
                 co.yield_(Value::object(e))?;
             }
-            co.yield_(2).except(&ValueError, |e| {
+            co.yield_(2.into()).except(&ValueError, |e| {
                 out!("re-raising");
                 Err(e)
             })?;
@@ -3578,12 +3580,12 @@ mod throw_class_and_generator_exit_args {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1).except(&ValueError, |e| {
+            co.yield_(1.into()).except(&ValueError, |e| {
                 out!("got {e:?} {:?}", e.args());
                 Ok(Value::None)
             })?;
             let _f = Finally("finally");
-            co.yield_(2)?;
+            co.yield_(2.into())?;
             Ok(Value::None)
         });
         g.next().unwrap();
@@ -3612,7 +3614,7 @@ mod close_throws_bare_generator_exit {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1).except(&GeneratorExit, |e| {
+            co.yield_(1.into()).except(&GeneratorExit, |e| {
                 out!("closing with {e:?} {:?} {}", e.args(), e.line());
                 Err(e)
             })?;
@@ -3646,7 +3648,7 @@ mod stop_iteration_value_is_the_object {
         for r in [boxed, Value::None, Value::Int(0)] {
             let ret = r.clone();
             let g = Generator::new(move |co| {
-                co.yield_(1)?;
+                co.yield_(1.into())?;
                 Ok(ret)
             });
             g.next().unwrap();
@@ -3694,7 +3696,7 @@ mod thrown_identity_through_yield_from {
         print("caller caught is thrown:", e is thrown)
     "#;
     fn sub(co: &Co<'_>, thrown: &Exception) -> PyResult<Value> {
-        co.yield_("sub")
+        co.yield_("sub".into())
             .except(ExceptionClass::named("MyError"), |e| {
                 out!("sub caught is thrown: {}", py_bool(e.is(thrown)));
                 Err(e)
@@ -3752,7 +3754,7 @@ mod raise_in_except_sets_context {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1).except(&ValueError, |e| {
+            co.yield_(1.into()).except(&ValueError, |e| {
                 out!("handling {e:?}");
                 Err(KeyError.new(("k",)))
             })?;
@@ -3795,7 +3797,7 @@ mod raise_from_and_from_none {
     pub fn rust() {
         for exc in [ValueError.new(("v",)), TypeError.new(("t",))] {
             let g = Generator::new(|co| loop {
-                co.yield_("ready")
+                co.yield_("ready".into())
                     .except(&ValueError, |e| {
                         Err(KeyError.new(("from e",)).with_cause(e))
                     })
@@ -3834,7 +3836,7 @@ mod raise_in_finally_sets_context {
     pub fn rust() {
         for fail in [true, false] {
             let g = Generator::new(move |co| {
-                co.yield_(1).finally(|| {
+                co.yield_(1.into()).finally(|| {
                     out!("finally, fail = {}", py_bool(fail));
                     if fail {
                         return Err(Exception::RuntimeError("cleanup failed".into()));
@@ -3871,7 +3873,7 @@ mod close_raising_has_generator_exit_context {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)
+            co.yield_(1.into())
                 .except(&GeneratorExit, |_| Err(ValueError.new(("refusing",))))?;
             Ok(Value::None)
         });
@@ -3903,7 +3905,7 @@ mod pep479_runtime_error_has_cause {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1)?;
+            co.yield_(1.into())?;
             Err(StopIteration.new(("escaped",)))
         });
         g.next().unwrap();
@@ -3936,7 +3938,7 @@ mod pep479_cause_through_yield_from {
     call("next", next, g)
     "#;
     fn sub(co: &Co<'_>) -> PyResult<Value> {
-        co.yield_("s")?;
+        co.yield_("s".into())?;
         Err(StopIteration.new(("from sub",)))
     }
     fn run(pep380: bool) {
@@ -3948,7 +3950,7 @@ mod pep479_cause_through_yield_from {
             };
             r.except(&RuntimeError, |e| {
                 chain(&e);
-                co.yield_("handled")
+                co.yield_("handled".into())
             })
         });
         call("next", g.next());
@@ -3988,7 +3990,7 @@ mod context_through_yield_from {
         fmt(e)
     "#;
     fn sub(co: &Co<'_>) -> PyResult<Value> {
-        co.yield_("sub")
+        co.yield_("sub".into())
             .except(&ValueError, |_| Err(KeyError.new(("in sub",))))
     }
     fn run(pep380: bool) {
@@ -4041,7 +4043,7 @@ mod close_delegator_sub_raises_context {
     print(state(g))
     "#;
     fn sub(co: &Co<'_>) -> PyResult<Value> {
-        co.yield_("sub").except(&GeneratorExit, |_| {
+        co.yield_("sub".into()).except(&GeneratorExit, |_| {
             out!("sub closing");
             Err(my_error("sub refuses"))
         })
@@ -4100,7 +4102,7 @@ mod reraise_and_raise_after_handler {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1).except(&ValueError, |e| {
+            co.yield_(1.into()).except(&ValueError, |e| {
                 out!("re-raise");
                 Err(e)
             })?;
@@ -4109,7 +4111,7 @@ mod reraise_and_raise_after_handler {
         g.next().unwrap();
         chain(&g.throw(ValueError.new(("v",))).unwrap_err());
         let g = Generator::new(|co| {
-            co.yield_(1).except(&ValueError, |_| {
+            co.yield_(1.into()).except(&ValueError, |_| {
                 out!("handled");
                 Ok(Value::None)
             })?;
@@ -4194,7 +4196,7 @@ mod format_exception_three_deep {
     "#;
     pub fn rust() {
         let g = Generator::new(|co| {
-            co.yield_(1).except(&OSError, |e| {
+            co.yield_(1.into()).except(&OSError, |e| {
                 Err(LookupError.new(("lookup",)).with_cause(e))
                     .except(&LookupError, |_| Err(my_error("mine")))
             })?;

@@ -727,27 +727,21 @@ def object_repr(rc):
 
 
 def exception_repr(e):
-    """Python's repr() of a pyfiber::exception::Exception."""
-    name, inner = variant(e)
-    if name is None:
-        return str(e)
-    if name == "GeneratorExit":
-        return "GeneratorExit()"
-    if name == "User":
-        return "%s(%s)" % (rust_str(inner["name"]), str_repr(rust_str(inner["message"])))
-    payload = inner["__0"]
-    pt = payload.type.strip_typedefs().name or ""
-    if pt.endswith("Value"):
-        v = value_repr(payload)
-        return "%s(%s)" % (name, "" if v == "None" else v)
-    if pt.endswith("OsError"):
-        errno = payload["errno"]
-        en, ev = variant(errno)
-        msg = str_repr(rust_str(payload["strerror"]))
-        if en == "Some":
-            return "%s(%d, %s)" % (name, int(ev["__0"]), msg)
-        return "%s(%s)" % (name, msg)
-    return "%s(%s)" % (name, str_repr(rust_str(payload)))
+    """Python's repr() of a pyfiber::exception::Exception: an `Rc` of the
+    object, whose class is a `&ExceptionClass` (its `name` a `&str`) and
+    whose `args` a `Vec<Value>`."""
+    obj = rc_value(e["obj"])
+    cls = obj["class"].dereference()
+    name = rust_str(cls["name"])
+    args = obj["args"]
+    n = int(args["len"])
+    ptr = find_pointer(args["buf"])
+    size = gdb.lookup_type("pyfiber::value::Value").sizeof
+    items = []
+    for i in range(min(n, 20)):
+        item = gdb.parse_and_eval("*(%d as *const pyfiber::value::Value)" % (ptr + i * size))
+        items.append(value_repr(item))
+    return "%s(%s)" % (name, ", ".join(items))
 
 
 def result_repr(r):
