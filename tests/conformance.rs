@@ -3312,12 +3312,6 @@ mod objects_through_a_chain_are_the_same_object {
 }
 
 // ---------------------------------------------------------------------------
-// The registry: one `#[test]` per case, one python3 run for all of them
-// ---------------------------------------------------------------------------
-
-/// `cases! { name => [twin, ...], ... }` lists every case: it builds
-/// `CASES` (what python3 runs) and a `#[test]` per case (what cargo reports).
-// ---------------------------------------------------------------------------
 // Exception objects: args, repr, identity, classes, chaining (issue 12)
 // ---------------------------------------------------------------------------
 
@@ -4210,6 +4204,12 @@ mod format_exception_three_deep {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The registry: one `#[test]` per case, one python3 run for all of them
+// ---------------------------------------------------------------------------
+
+/// `cases! { name => [twin, ...], ... }` lists every case: it builds
+/// `CASES` (what python3 runs) and a `#[test]` per case (what cargo reports).
 macro_rules! cases {
     ($($name:ident => [$($twin:ident),+]),+ $(,)?) => {
         const CASES: &[Case] = &[$(Case {
