@@ -159,7 +159,10 @@ pub enum Stmt {
     /// (SIGSEGV) when a sub-generator being finalized inside a close of `f0`
     /// throws into or closes `f0` (its `_gen_throw`/`gen_close` consult a
     /// running frame's stale `gi_yieldfrom` before checking that it runs);
-    /// see NOTES.md.
+    /// see NOTES.md. Nor from a same-fiber callee inside an `except`: there
+    /// CPython 3.11.7 runs `f0`'s `finally` before the throw returns
+    /// (`f1 finally#2` before `throw -> None`) while 3.12.1 and 3.13.0 print
+    /// pyfiber's order (seed 0x1badb002, case 19681; NOTES.md).
     Poke(Poke),
     /// `return e`.
     Return(Expr),
@@ -512,7 +515,8 @@ impl<'r> Gen<'r> {
                 89..=91 if scope.in_handler => return Stmt::Reraise,
                 92..=93 => {
                     let ops = [Poke::Next, Poke::State, Poke::Throw, Poke::Close];
-                    let op = ops[self.below(if scope.top_fiber { 4 } else { 2 })];
+                    let may_throw = scope.top_fiber && !(scope.depth > 0 && scope.in_handler);
+                    let op = ops[self.below(if may_throw { 4 } else { 2 })];
                     return Stmt::Poke(op);
                 }
                 94..=98 => return Stmt::Return(self.expr()),
