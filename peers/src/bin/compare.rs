@@ -64,6 +64,9 @@ enum What {
     },
 }
 
+/// How one run's output becomes its seconds.
+type Figure = Box<dyn Fn(&str) -> Result<f64, String>>;
+
 /// One contender: a name and the command that runs it once.
 struct Contender {
     name: &'static str,
@@ -207,11 +210,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     pyfiber::net::raise_nofile_limit().map_err(|e| e.line())?;
     let dir = target_dir();
     let py = repo_root().join("examples/python");
-    let (server, contenders, figure): (
-        Server,
-        Vec<Contender>,
-        Box<dyn Fn(&str) -> Result<f64, String>>,
-    );
+    let (server, contenders, figure): (Server, Vec<Contender>, Figure);
     match cli.what {
         What::Urls { urls } => {
             server = Server::start(cli.delay, 1111)?;
@@ -297,12 +296,8 @@ fn run(cli: &Cli) -> Result<(), String> {
     }
     drop(server);
     println!(
-        "\n{:<28} {:>8} {:>8} {:>8}   {}",
-        "contender (wall s)",
-        "median",
-        "min",
-        "max",
-        "ratio to the first, per round: median (min-max)"
+        "\n{:<28} {:>8} {:>8} {:>8}   ratio to the first, per round: median (min-max)",
+        "contender (wall s)", "median", "min", "max"
     );
     for (i, c) in contenders.iter().enumerate() {
         let t = &times[i];
