@@ -131,8 +131,8 @@ fn outcomes_of_report(report: &str) -> BTreeMap<String, String> {
 
 /// Refuses a `--max_tasks` this machine cannot hold, before any task
 /// starts: each task keeps a socket open (two with the embedded server,
-/// whose end counts too) and a fiber stack mapped (a mapping and its guard
-/// page: two of `vm.max_map_count`). Past either limit the crawl used to
+/// whose end counts too) and a fiber stack mapped (`vm.max_map_count`
+/// counts them: see `stack_pool::max_stacks`). Past either limit the crawl used to
 /// fail thousands of URLs with EMFILE or MemoryError instead.
 fn check_max_tasks(max_tasks: usize, embedded: bool) -> Result<(), String> {
     if max_tasks == 0 {
@@ -152,8 +152,9 @@ fn check_max_tasks(max_tasks: usize, embedded: bool) -> Result<(), String> {
     }
     if let Ok(text) = std::fs::read_to_string("/proc/sys/vm/max_map_count") {
         if let Ok(maps) = text.trim().parse::<usize>() {
-            // Two mappings per stack; half of the rest for the program.
-            let stacks = maps / 2 / 2;
+            // Half the mappings for the stacks (two each with mprotect'ed
+            // guards, one per 64 with guard markers), half for the program.
+            let stacks = pyfiber::stack_pool::max_stacks(maps / 2);
             if max_tasks > stacks {
                 return Err(format!(
                     "--max_tasks {max_tasks} needs {max_tasks} fiber stacks of {} KiB, but vm.max_map_count {maps} allows about {stacks}; use at most --max_tasks {stacks}",
