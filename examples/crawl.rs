@@ -68,14 +68,24 @@ struct Args {
     /// Only log errors.
     #[arg(short, long)]
     quiet: bool,
-    /// Seconds one request may take, connect to last byte.
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    /// Seconds one request may take, connect to last byte (more than 0).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     timeout: f64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
     /// Embedded server (no roots): seconds before each answer.
-    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     delay: f64,
     /// Embedded server: pages of the tree site.
     #[arg(long, value_name = "N", default_value_t = 1111)]
@@ -89,15 +99,26 @@ struct Args {
     python: bool,
 }
 
-/// A non-negative, finite number of seconds, or a message naming the flag.
-fn seconds(flag: &str, s: f64) -> Result<Duration, String> {
-    if s.is_finite() && s >= 0.0 {
-        Ok(Duration::from_secs_f64(s))
-    } else {
-        Err(format!(
-            "--{flag} must be a number of seconds >= 0, not {s}"
-        ))
+/// The flags checked before anything starts, with the stages' rules and
+/// messages (examples/common): `--timeout` more than 0 and at most a day
+/// (0 would fail every URL), `--delay` from 0 to 3600.
+fn check(args: &Args) -> Result<(Duration, Duration), String> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 86400.0) {
+        return Err(format!(
+            "--timeout must be more than 0 and at most 86400 seconds, got {}",
+            args.timeout
+        ));
     }
+    if !(args.delay.is_finite() && (0.0..=3600.0).contains(&args.delay)) {
+        return Err(format!(
+            "--delay must be between 0 and 3600 seconds, got {}",
+            args.delay
+        ));
+    }
+    Ok((
+        Duration::from_secs_f64(args.timeout),
+        Duration::from_secs_f64(args.delay),
+    ))
 }
 
 /// The URL → outcome map of a text report (`url error ...`, `url 302
@@ -166,9 +187,7 @@ fn check_max_tasks(max_tasks: usize, embedded: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn run(args: Args) -> Result<ExitCode, String> {
-    let timeout = seconds("timeout", args.timeout)?;
-    let delay = seconds("delay", args.delay)?;
+fn run(args: Args, timeout: Duration, delay: Duration) -> Result<ExitCode, String> {
     // Thousands of sockets at once (ours, and the embedded server's).
     net::raise_nofile_limit().map_err(|e| e.line())?;
     check_max_tasks(args.max_tasks, args.roots.is_empty())?;
@@ -357,7 +376,16 @@ fn compare_with_python(
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    // Bad input: exit 2 before anything has started, as clap and the
+    // stages do; 1 is for a crawl that went wrong.
+    let (timeout, delay) = match check(&args) {
+        Ok(checked) => checked,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args, timeout, delay) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("crawl: {message}");

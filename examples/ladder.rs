@@ -68,10 +68,16 @@ const STAGES: [&str; 8] = [
 )]
 struct Cli {
     /// How many URLs each stage fetches.
-    #[arg(long = "urls", value_name = "N", default_value_t = 10)]
+    #[arg(long = "urls", value_name = "N", default_value_t = 10,
+          allow_negative_numbers = true, value_parser = parse_urls)]
     urls: usize,
     /// Seconds the server waits before each answer.
-    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     delay: f64,
     /// Print one JSON object per stage per line instead of the table.
     #[arg(long)]
@@ -81,7 +87,12 @@ struct Cli {
     #[arg(long)]
     python: bool,
     /// Per-request timeout passed to every stage, in seconds.
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     timeout: f64,
     /// Use another server (e.g. `slow_server` in its own process) instead of
     /// starting one here: `{}` is replaced by 0..N-1, e.g.
@@ -112,6 +123,15 @@ struct Cli {
     /// stage's trace (generator, 3 URLs) drawn as the chain.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+}
+
+/// `--urls N`: a whole number, at least 1, as the stages take it.
+fn parse_urls(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| format!("--urls is too large: {n}")),
+        Ok(n) => Err(format!("--urls must be at least 1, got {n}")),
+        Err(_) => Err(format!("--urls must be a whole number, got {s:?}")),
+    }
 }
 
 fn fail(message: impl std::fmt::Display) -> ! {
@@ -695,10 +715,11 @@ fn main() -> ExitCode {
                 };
                 let _ = writeln!(
                     out,
-                    "{:<12} {name:<15} {:>8} {:>6} {seconds:>11}  {same}",
+                    "{:<12} {name:<15} {:>8} {:>6} {:>6} {seconds:>11}  {same}",
                     "  original",
                     num(row.requests),
-                    num(row.ok)
+                    num(row.ok),
+                    "-"
                 );
             }
         }

@@ -509,7 +509,9 @@ fn main() -> ExitCode {
         open_connections: Cell::new(0),
         accept_paused: Cell::new(false),
     });
-    println!("Running on http://localhost:{port}/");
+    // Not the original's `Running on http://localhost:8888/`: this is TCP,
+    // not HTTP, and curl at that URL fails with "Received HTTP/0.9".
+    println!("Running on localhost:{port} (TCP echo, not HTTP: try nc localhost {port})");
     // The accept loop's task is kept here, as a Python program keeps it in
     // a variable.
     let _accept_task = match args.style {

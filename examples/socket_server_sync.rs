@@ -1,10 +1,12 @@
 //! `socket_server_sync`: a blocking echo server that serves one client at a
 //! time (twin of `examples/python/socket_server_sync.py`). It prints what
 //! yuchaoshui/notes `Python异步并发/socket_server_sync.py` prints
-//! (`Running on http://localhost:8888/`, `accepted <conn> from <addr>`,
+//! (`accepted <conn> from <addr>`,
 //! `echoing <bytes> to <conn>`, the connection's repr), plus `closing
 //! <addr>` when a client is done and errors on stderr; it binds 127.0.0.1
-//! and takes `--port`.
+//! and takes `--port`. Its first line is `Running on localhost:8888 (TCP
+//! echo, not HTTP: try nc localhost 8888)`, not the original's
+//! `http://localhost:8888/`, which curl would try and fail on.
 //!
 //! Why this exists: it is the server-side `sync.py`. Every call blocks:
 //! `accept()` waits for a client, `recv()` for its bytes, `sendall()` until
@@ -75,7 +77,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("Running on http://localhost:{port}/");
+    // Not the original's `Running on http://localhost:8888/`: this is TCP,
+    // not HTTP, and curl at that URL fails with "Received HTTP/0.9".
+    println!("Running on localhost:{port} (TCP echo, not HTTP: try nc localhost {port})");
     loop {
         // conn, addr = sock.accept()   <- blocks until a client comes
         let (conn, addr) = match sock.accept() {

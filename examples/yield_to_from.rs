@@ -11,9 +11,12 @@
 //! ```
 //!
 //! `main3` is an endless loop in the tutorial; `--rounds N` stops it after N
-//! rounds. `--same-fiber` makes `proxy_gen` delegate by calling `gen`'s body
+//! rounds. Its lines are the tutorial's, in Chinese; `--english` prints them
+//! in English instead (same lines, same order). `--same-fiber` makes `proxy_gen` delegate by calling `gen`'s body
 //! on its own fiber instead of `yield from` over a separate generator; the
 //! output is the same.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use pyfiber::exception::StopIteration;
@@ -33,25 +36,50 @@ struct Args {
     /// Delegate by calling gen's body on proxy_gen's fiber, not `yield from`.
     #[arg(long)]
     same_fiber: bool,
+    /// Print the lines in English instead of the tutorial's Chinese.
+    #[arg(long)]
+    english: bool,
+}
+
+/// `--english`.
+static ENGLISH: AtomicBool = AtomicBool::new(false);
+
+/// One of the tutorial's phrases, or its English with `--english`.
+fn t(chinese: &'static str) -> &'static str {
+    if !ENGLISH.load(Ordering::Relaxed) {
+        return chinese;
+    }
+    match chinese {
+        "start 子生成器" => "start sub-generator",
+        "end 子生成器" => "end sub-generator",
+        "子生成器--要返回的值:" => "sub-generator -- value to yield:",
+        "子生成器--接受到的值:" => "sub-generator -- value received:",
+        "这就是result" => "this is the result",
+        "委托生成器result:" => "delegating generator result:",
+        "子生成器return的值:" => "sub-generator returned:",
+        "调用方--要发送的值:" => "caller -- value to send:",
+        "调用方--接受到的值:" => "caller -- value received:",
+        other => other,
+    }
 }
 
 /// `def gen()`: the sub-generator, as a body any fiber can run.
 fn gen_body(co: &Co) -> PyResult<Value> {
-    println!("start 子生成器");
+    println!("{}", t("start 子生成器"));
     let k = "k";
     loop {
         // Endless unless the caller sends FLAG.
-        println!("子生成器--要返回的值: {k}");
-        let t = co.yield_(k.into())?; // pause here; send()/next() resumes with t
-        println!("子生成器--接受到的值: {t}");
+        println!("{} {k}", t("子生成器--要返回的值:"));
+        let sent = co.yield_(k.into())?; // pause here; send()/next() resumes with it
+        println!("{} {sent}", t("子生成器--接受到的值:"));
         // Python compares identity (`t is flag`); the interned "stop" makes
         // that the same as comparing the text.
-        if t.as_str() == Some(FLAG) {
+        if sent.as_str() == Some(FLAG) {
             break;
         }
     }
-    println!("end 子生成器");
-    Ok("这就是result".into()) // becomes StopIteration("这就是result")
+    println!("{}", t("end 子生成器"));
+    Ok(t("这就是result").into()) // becomes StopIteration("这就是result")
 }
 
 /// `gen()`: a generator object running `gen_body`.
@@ -68,7 +96,7 @@ fn proxy_gen(same_fiber: bool) -> Generator {
         } else {
             co.yield_from(&gen())? // result = yield from gen()
         };
-        println!("委托生成器result: {result}");
+        println!("{} {result}", t("委托生成器result:"));
         co.yield_(result)?;
         Ok(Value::None)
     })
@@ -86,7 +114,7 @@ fn main1() -> PyResult<()> {
         Err(e) if e.is_instance(&StopIteration) => {
             let value = e.stop_value().unwrap_or(&Value::None);
             println!("StopIteration");
-            println!("子生成器return的值: {value}");
+            println!("{} {value}", t("子生成器return的值:"));
         }
         Err(e) => return Err(e),
     }
@@ -98,9 +126,9 @@ fn main2(same_fiber: bool) -> PyResult<()> {
     let g = proxy_gen(same_fiber);
     g.send(Value::None)?; // start it first: a non-None send would be a TypeError
     for k in 0..M {
-        println!("调用方--要发送的值: {k}");
+        println!("{} {k}", t("调用方--要发送的值:"));
         let received = g.send(k.into())?;
-        println!("调用方--接受到的值: {received}");
+        println!("{} {received}", t("调用方--接受到的值:"));
         println!("--------------------");
     }
     g.send(FLAG.into())?; // tells the endless gen to finish
@@ -115,10 +143,10 @@ fn main3(same_fiber: bool, rounds: u64) -> PyResult<()> {
     for k in g.clone() {
         // each round's next(g) is g.send(None)
         let k = k?;
-        println!("调用方--接受到的值: {k}");
+        println!("{} {k}", t("调用方--接受到的值:"));
         let sent = g.send("m".into())?;
-        println!("调用方--要发送的值: {sent}");
-        println!("调用方--接受到的值: {k}");
+        println!("{} {sent}", t("调用方--要发送的值:"));
+        println!("{} {k}", t("调用方--接受到的值:"));
         println!("--------------------");
         done += 1;
         if done == rounds {
@@ -130,6 +158,7 @@ fn main3(same_fiber: bool, rounds: u64) -> PyResult<()> {
 
 fn main() -> PyResult<()> {
     let args = Args::parse();
+    ENGLISH.store(args.english, Ordering::Relaxed);
     println!("*********************");
     main1()?;
     println!("*********************");

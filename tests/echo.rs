@@ -111,8 +111,8 @@ impl Server {
         });
         let first = stdout.snapshot()[0].clone();
         let port = first
-            .strip_prefix("Running on http://localhost:")
-            .and_then(|rest| rest.strip_suffix('/'))
+            .strip_prefix("Running on localhost:")
+            .and_then(|rest| rest.split(' ').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
         Server {
@@ -232,11 +232,18 @@ fn port_args(port: u16) -> Vec<String> {
 
 /// Addresses and descriptor numbers differ from run to run; the rest must
 /// not. `fd=7` → `fd=N`, `('127.0.0.1', 41234)` → `('127.0.0.1', PORT)`,
-/// `localhost:41234` → `localhost:PORT`, `127.0.0.1:41234` → `127.0.0.1:PORT`.
+/// `localhost:41234` → `localhost:PORT`, `127.0.0.1:41234` → `127.0.0.1:PORT`,
+/// `nc localhost 41234` → `nc localhost PORT`.
 fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    let markers = ["fd=", "'127.0.0.1', ", "localhost:", "127.0.0.1:"];
+    let markers = [
+        "fd=",
+        "'127.0.0.1', ",
+        "localhost:",
+        "127.0.0.1:",
+        "nc localhost ",
+    ];
     loop {
         let next = markers
             .iter()

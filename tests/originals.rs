@@ -263,7 +263,7 @@ fn the_other_formats_stay_available() {
 }
 
 /// Starts an echo server example on a free port; returns it and the port
-/// its `Running on http://localhost:PORT/` line gives.
+/// its `Running on localhost:PORT (...)` line gives.
 fn echo_server(name: &str, extra: &[&str]) -> (std::process::Child, u16) {
     use std::io::BufRead;
     let mut child = example(name)
@@ -280,8 +280,8 @@ fn echo_server(name: &str, extra: &[&str]) -> (std::process::Child, u16) {
         .unwrap();
     let port = first
         .trim()
-        .strip_prefix("Running on http://localhost:")
-        .and_then(|rest| rest.strip_suffix('/'))
+        .strip_prefix("Running on localhost:")
+        .and_then(|rest| rest.split(' ').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{name}: first line {first:?}"));
     (child, port)

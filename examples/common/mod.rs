@@ -60,13 +60,25 @@ use pyfiber::{trace, Exception, OsError, PyResult};
 ///
 /// An example with flags of its own flattens this into its own parser:
 /// `#[command(flatten)] common: common::Args`.
+//
+// `about = None`: a flattened struct's doc comment would otherwise become the
+// `--help` text of the example that flattens it, in place of its own.
+// `allow_negative_numbers`: `--urls -1` reaches the range check below (clap
+// would take `-1` for a flag and say "unexpected argument").
 #[derive(clap::Args, Debug, Clone)]
+#[command(about = None, long_about = None)]
 pub struct Args {
     /// How many URLs to fetch: `/s?wd=0` ... `/s?wd=N-1`.
-    #[arg(long = "urls", value_name = "N", default_value_t = 10)]
+    #[arg(long = "urls", value_name = "N", default_value_t = 10,
+          allow_negative_numbers = true, value_parser = parse_urls)]
     pub urls: usize,
     /// Seconds the embedded server waits before each answer.
-    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub delay: f64,
     /// Fetch from another server instead of starting the embedded one: `{}`
     /// is replaced by 0..N-1, e.g. 'http://127.0.0.1:5000/s?wd={}'.
@@ -86,7 +98,12 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "FORM", default_value_t = Format::Original)]
     pub format: Format,
     /// Seconds one request may take before it fails with TimeoutError.
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
     /// Draw the run into FILE, an SVG: one bar per request (started →
     /// finished); with --trace, the traced run as a sequence diagram instead
@@ -120,6 +137,15 @@ fn format() -> Format {
 /// The most URLs `--trace --svg` draws: one row per traced step, about
 /// twenty steps per URL.
 pub const MAX_CHAIN_URLS: usize = 10;
+
+/// `--urls N`: a whole number, at least 1 (the range message for `-1` too).
+pub fn parse_urls(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| format!("--urls is too large: {n}")),
+        Ok(n) => Err(format!("--urls must be at least 1, got {n}")),
+        Err(_) => Err(format!("--urls must be a whole number, got {s:?}")),
+    }
+}
 
 /// A parser with only the common flags.
 #[derive(Parser, Debug)]
@@ -161,9 +187,13 @@ impl Target {
     /// Splits and resolves `url` (only `http://`).
     pub fn parse(url: &str) -> PyResult<Target> {
         let (host, port, path) = net::split_http_url(url)?;
+        // The resolver's message ("Name or service not known") does not say
+        // which name: this one does.
         let addr = (host.as_str(), port)
             .to_socket_addrs()
-            .map_err(Exception::from)?
+            .map_err(|e| {
+                Exception::OSError(OsError::msg(format!("cannot resolve host {host:?}: {e}")))
+            })?
             .find(SocketAddr::is_ipv4)
             .ok_or_else(|| {
                 Exception::OSError(OsError::msg(format!("{host} has no IPv4 address")))

@@ -372,7 +372,8 @@ def main():
         sys.exit(1)
     sock.setblocking(False)
     port = sock.getsockname()[1]
-    print(f'Running on http://localhost:{port}/')
+    # Not the original's 'Running on http://localhost:8888/': TCP, not HTTP.
+    print(f'Running on localhost:{port} (TCP echo, not HTTP: try nc localhost {port})')
     if args.style == 'callbacks':
         serve_callbacks(sock)
     else:

@@ -59,7 +59,8 @@ def main():
         print(f'could not listen on 127.0.0.1:{args.port}: {e}', file=sys.stderr)
         sys.exit(1)
     port = sock.getsockname()[1]
-    print(f'Running on http://localhost:{port}/')
+    # Not the original's 'Running on http://localhost:8888/': TCP, not HTTP.
+    print(f'Running on localhost:{port} (TCP echo, not HTTP: try nc localhost {port})')
     while True:
         try:
             conn, addr = sock.accept()

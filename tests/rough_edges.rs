@@ -1,0 +1,257 @@
+//! A newcomer's first ten minutes, each rough edge they hit pinned by a
+//! test: negative numbers reach the range message, bad input exits 2 in
+//! every example, `--help` describes the example, an unresolvable host is
+//! named, yield_to_from speaks English on request, the README and NOTES
+//! lead where they say.
+
+use std::process::{Output, Stdio};
+
+mod support;
+use support::{example, root};
+
+fn run(name: &str, args: &[&str]) -> Output {
+    example(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot start the example")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The fetch stages, the ladder and the crawler: every example that takes
+/// `--delay` and `--timeout`.
+const TAKE_TIMEOUT: [&str; 10] = [
+    "sync",
+    "process",
+    "thread",
+    "no_blocking",
+    "callback",
+    "generator",
+    "yield_from",
+    "async_await",
+    "ladder",
+    "crawl",
+];
+
+/// Checks a refusal: exit status 2, the message on stderr, nothing else
+/// clap would say instead.
+fn refused(name: &str, args: &[&str], message: &str) {
+    let output = run(name, args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{name} {args:?}: {err}");
+    assert!(err.contains(message), "{name} {args:?}: {err}");
+    assert!(
+        !err.contains("unexpected argument"),
+        "{name} {args:?}: {err}"
+    );
+}
+
+#[test]
+fn negative_numbers_get_the_range_message() {
+    for name in TAKE_TIMEOUT {
+        refused(
+            name,
+            &["--delay", "-1"],
+            "--delay must be between 0 and 3600 seconds, got -1",
+        );
+        refused(
+            name,
+            &["--timeout", "-1"],
+            "--timeout must be more than 0 and at most 86400 seconds, got -1",
+        );
+        if name != "crawl" {
+            refused(name, &["--urls", "-1"], "--urls must be at least 1, got -1");
+            refused(name, &["--urls", "0"], "--urls must be at least 1, got 0");
+        }
+    }
+}
+
+#[test]
+fn a_zero_timeout_is_bad_input_everywhere() {
+    for name in TAKE_TIMEOUT {
+        refused(
+            name,
+            &["--timeout", "0"],
+            "--timeout must be more than 0 and at most 86400 seconds, got 0",
+        );
+    }
+}
+
+#[test]
+fn help_describes_the_example_not_the_shared_flags() {
+    for (name, about) in [
+        ("process", "process.py: fetch on a pool of worker processes"),
+        ("thread", "thread.py: fetch on a pool of worker threads"),
+        (
+            "yield_from",
+            "yield_from.py: fetch with connect/read/read_all",
+        ),
+        ("sync", "Fetch N URLs from the slow server"),
+    ] {
+        for flag in ["--help", "-h"] {
+            let output = run(name, &[flag]);
+            let out = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{name} {flag}");
+            assert!(out.starts_with(about), "{name} {flag}:\n{out}");
+            assert!(!out.contains("flatten"), "{name} {flag}:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn an_unresolvable_host_is_named() {
+    for name in ["sync", "generator"] {
+        let output = run(
+            name,
+            &[
+                "--urls",
+                "1",
+                "--url",
+                "http://no-such-host.invalid/s?wd={}",
+            ],
+        );
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("cannot resolve host \"no-such-host.invalid\""),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn yield_to_from_speaks_english_on_request() {
+    let chinese = run("yield_to_from", &[]);
+    let english = run("yield_to_from", &["--english"]);
+    assert!(chinese.status.success() && english.status.success());
+    let (zh, en) = (
+        String::from_utf8_lossy(&chinese.stdout).into_owned(),
+        String::from_utf8_lossy(&english.stdout).into_owned(),
+    );
+    let is_cjk = |c: char| ('\u{4e00}'..='\u{9fff}').contains(&c);
+    assert!(
+        zh.chars().any(is_cjk),
+        "the default is the tutorial's Chinese"
+    );
+    assert!(!en.chars().any(is_cjk), "{en}");
+    // The same walkthrough: as many lines, the same values at their ends.
+    let (zh, en): (Vec<&str>, Vec<&str>) = (zh.lines().collect(), en.lines().collect());
+    assert_eq!(zh.len(), en.len());
+    for (a, b) in zh.iter().zip(&en) {
+        if a.chars().any(is_cjk) {
+            // `label: value`: the value is the same (but the result, which
+            // is a phrase itself).
+            let value = |l: &str| l.rsplit_once(": ").map(|(_, v)| v.to_string());
+            if !a.contains("result") {
+                assert_eq!(value(a), value(b), "{a:?} / {b:?}");
+            }
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    assert!(en.contains(&"start sub-generator"), "{en:?}");
+}
+
+/// The GitHub anchor of a heading: lower case, spaces to `-`, punctuation
+/// other than `-` and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn notes_sections_are_links_that_resolve() {
+    let notes = std::fs::read_to_string(root().join("NOTES.md")).unwrap();
+    let anchors: Vec<String> = notes
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
+        .map(anchor)
+        .collect();
+    let sections = notes
+        .split("## Sections")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Sections list");
+    let links: Vec<&str> = sections
+        .split("](#")
+        .skip(1)
+        .map(|s| s.split(')').next().unwrap())
+        .collect();
+    assert!(links.len() >= 8, "{sections}");
+    for link in &links {
+        assert!(
+            anchors.iter().any(|a| a == link),
+            "#{link} is not a heading"
+        );
+    }
+    // Every top-level section is listed.
+    for heading in notes.lines().filter_map(|l| l.strip_prefix("## ")) {
+        if heading != "Sections" {
+            assert!(
+                links.contains(&anchor(heading).as_str()),
+                "{heading} not listed"
+            );
+        }
+    }
+}
+
+#[test]
+fn readme_opens_with_what_you_will_see_and_names_the_series() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let opening: String = readme.lines().take(12).collect::<Vec<_>>().join("\n");
+    for link in [
+        "https://github.com/yuchaoshui/notes",
+        "https://github.com/aosabook/500lines",
+        "https://github.com/denglj/aiotutorial",
+    ] {
+        assert!(
+            opening.contains(link),
+            "the opening does not link {link}:\n{opening}"
+        );
+    }
+    assert!(opening.contains("first build"), "{opening}");
+}
+
+#[test]
+fn echo_servers_do_not_print_a_url_curl_would_fail_on() {
+    use std::io::{BufRead, Read, Write};
+    for name in ["socket_server_sync", "socket_server_async"] {
+        let mut child = example(name)
+            .args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.contains("http://"), "{name}: {first}");
+        // What it says to try works: a plain TCP round trip.
+        let port: u16 = first
+            .strip_prefix("Running on localhost:")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {first}"));
+        assert!(first.contains(&format!("nc localhost {port}")), "{first}");
+        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.write_all(b"hello").unwrap();
+        let mut echoed = [0u8; 5];
+        sock.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"hello");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
