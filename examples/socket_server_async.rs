@@ -46,6 +46,26 @@ use pyfiber::net::{raise_nofile_limit, Socket};
 use pyfiber::value::bytes_repr;
 use pyfiber::{Co, Exception, Future, Generator, PyResult, Task, Value, EVENT_READ, EVENT_WRITE};
 
+/// `print(...)` of the server's progress lines. A closed stdout (the reader
+/// of a pipe gone, as in `socket_server_async | head -1`) ends the server
+/// with a clear message and exit status 1, where `println!` panicked
+/// ("failed printing to stdout", exit 101) and Python raises
+/// `BrokenPipeError`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say_line(format_args!($($arg)*))
+    };
+}
+
+fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        eprintln!("socket_server_async: cannot print to stdout ({e}); stopping");
+        std::process::exit(1);
+    }
+}
+
 /// How long to stop accepting after `accept()` ran out of descriptors
 /// (asyncio's `ACCEPT_RETRY_DELAY` is 1 s; a tenth keeps the tests short).
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -129,13 +149,13 @@ impl Server {
         }
         self.open_connections.set(self.open_connections.get() + 1);
         if !self.quiet {
-            println!("accepted {conn:?} from {addr}");
+            say!("accepted {conn:?} from {addr}");
         }
     }
 
     fn closed(&self, addr: &str) {
         if !self.quiet {
-            println!("closing {addr}");
+            say!("closing {addr}");
         }
         self.open_connections.set(self.open_connections.get() - 1);
     }
@@ -208,7 +228,7 @@ fn on_read(conn: &Rc<Conn>) {
         return close_connection(conn, None);
     }
     if !conn.server.quiet {
-        println!("echoing {} to {:?}", bytes_repr(&data), conn.sock);
+        say!("echoing {} to {:?}", bytes_repr(&data), conn.sock);
     }
     // Now wait until the echo can be written, and carry the data there.
     let data: Rc<[u8]> = data.into();
@@ -403,7 +423,7 @@ fn handle(co: &Co, conn: Socket, addr: String, server: Rc<Server>) -> PyResult<V
             return Ok(());
         }
         if !server.quiet {
-            println!("echoing {} to {:?}", bytes_repr(&data), conn.sock);
+            say!("echoing {} to {:?}", bytes_repr(&data), conn.sock);
         }
         sock_sendall(co, &conn, &data)?;
     });
@@ -511,7 +531,7 @@ fn main() -> ExitCode {
     });
     // Not the original's `Running on http://localhost:8888/`: this is TCP,
     // not HTTP, and curl at that URL fails with "Received HTTP/0.9".
-    println!("Running on localhost:{port} (TCP echo, not HTTP: try nc localhost {port})");
+    say!("Running on localhost:{port} (TCP echo, not HTTP: try nc localhost {port})");
     // The accept loop's task is kept here, as a Python program keeps it in
     // a variable.
     let _accept_task = match args.style {

@@ -900,6 +900,7 @@ impl Crawler {
                         e.line()
                     );
                     exception = Some(e);
+                    tries += 1;
                     break;
                 }
                 Err(e) => {
@@ -916,13 +917,7 @@ impl Crawler {
             tries += 1;
         }
         let Some(response) = response else {
-            log!(
-                self,
-                0,
-                "{} failed after {} tries",
-                str_repr(url),
-                self.max_tries
-            );
+            log!(self, 0, "{} failed after {} tries", str_repr(url), tries);
             let mut stat = FetchStatistic::new(url);
             stat.exception = exception;
             self.record_statistic(stat);

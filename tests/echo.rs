@@ -858,3 +858,56 @@ fn bad_command_lines_get_clear_errors() {
         );
     }
 }
+
+/// Issue 13: a closed stdout (its reader gone, as in `socket_server_async
+/// | head -1`) ends the server with a clear message and exit status 1; it
+/// panicked with "failed printing to stdout" (exit 101).
+#[test]
+fn socket_server_async_with_a_closed_stdout_exits_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(example("socket_server_async"))
+        .args(["--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let port: u16 = first
+        .trim()
+        .strip_prefix("Running on localhost:")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    // `head -1` has read its line and gone.
+    drop(stdout);
+    // The next line the server prints is for this connection.
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = conn.write_all(b"hello\n");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still running 10 s after its stdout closed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("socket_server_async: cannot print to stdout (Broken pipe"),
+        "{err}"
+    );
+}
