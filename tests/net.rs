@@ -621,10 +621,13 @@ fn feeding_byte_by_byte_is_linear() {
         assert_eq!(reader.finish().unwrap().body.len(), (raw.len() - 52) / 6);
         elapsed
     }
-    let small = feed_all(&chunked(5_000));
-    let large = feed_all(&chunked(20_000));
+    // The fastest of three runs each, so that a busy machine's pauses do
+    // not decide the ratio.
+    let fastest = |n| (0..3).map(|_| feed_all(&chunked(n))).min().unwrap();
+    let small = fastest(5_000);
+    let large = fastest(20_000);
     assert!(
-        large < small * 10 + Duration::from_millis(100),
+        large < small * 10 + Duration::from_millis(200),
         "5,000 chunks {small:?}, 20,000 chunks {large:?}"
     );
 }
