@@ -38,6 +38,14 @@ fn describe_chain(out: &mut String, g: &Generator, indent: usize) {
         Some(YieldFrom::Iterator(name)) => {
             let _ = writeln!(out, "{:indent$}  yield from → <{name} object>", "");
         }
+        Some(YieldFrom::Object(obj)) => {
+            let _ = writeln!(
+                out,
+                "{:indent$}  yield from → <{} object>",
+                "",
+                obj.type_name()
+            );
+        }
         None => {}
     }
 }

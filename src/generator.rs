@@ -85,6 +85,9 @@ pub enum YieldFrom {
     /// `yield from iterable` where the iterator is not a generator; the string
     /// is its Python type name (`list_iterator`, ...).
     Iterator(String),
+    /// `yield from obj` for an object of the program's own with the
+    /// iterator protocol ([`Protocol`]): the object itself.
+    Object(Rc<dyn Protocol>),
 }
 
 impl fmt::Debug for YieldFrom {
@@ -92,7 +95,34 @@ impl fmt::Debug for YieldFrom {
         match self {
             YieldFrom::Generator(g) => write!(f, "{g:?}"),
             YieldFrom::Iterator(name) => write!(f, "<{name} object>"),
+            YieldFrom::Object(o) => write!(f, "<{} object>", o.type_name()),
         }
+    }
+}
+
+/// Python's iterator protocol as PEP 380 duck-types it: `__next__`, and
+/// `send`, `throw` and `close`, each optional. A method the object does not
+/// have returns `None` (the default), which is what `getattr` failing means
+/// to `yield from`: a missing `throw` re-raises in the delegator, a missing
+/// `close` is skipped, a non-`None` send without `send` is `AttributeError`.
+/// `next` finishing with `Err(StopIteration(v))` makes `v` the result of the
+/// `yield from` (an iterator may finish with a value).
+pub trait Protocol {
+    /// `type(obj).__name__`.
+    fn type_name(&self) -> &str;
+    /// `obj.__next__()`.
+    fn next(&self) -> PyResult<Value>;
+    /// `obj.send(value)`, if the object has `send`.
+    fn send(&self, _value: Value) -> Option<PyResult<Value>> {
+        None
+    }
+    /// `obj.throw(exc)`, if the object has `throw`.
+    fn throw(&self, _exc: Exception) -> Option<PyResult<Value>> {
+        None
+    }
+    /// `obj.close()`, if the object has `close`.
+    fn close(&self) -> Option<PyResult<Value>> {
+        None
     }
 }
 
@@ -1086,6 +1116,46 @@ impl Co<'_> {
             }
         }
         Ok(Value::None)
+    }
+
+    /// `result = yield from obj` for any object with the iterator protocol
+    /// (PEP 380's expansion with each method looked up as it is needed):
+    /// `__next__` for `next()`, `send` for other values, `throw` for
+    /// exceptions (re-raised here when there is none), `close` then
+    /// re-raising the very `GeneratorExit` thrown (skipped when there is no
+    /// `close`). `gi_yieldfrom` is the object meanwhile.
+    pub fn yield_from_object(&self, obj: Rc<dyn Protocol>) -> PyResult<Value> {
+        let _delegating = Delegating::start(&self.generator, YieldFrom::Object(obj.clone()));
+        let mut step = obj.next();
+        loop {
+            let y = match step {
+                Ok(y) => y,
+                Err(e) => match e.stop_value() {
+                    Some(r) => return Ok(r.clone()),
+                    None => return Err(e),
+                },
+            };
+            step = match self.suspend(y) {
+                Resume::Send(s) if s.is_none() => obj.next(),
+                Resume::Send(s) => obj.send(s).unwrap_or_else(|| {
+                    Err(Exception::AttributeError(format!(
+                        "'{}' object has no attribute 'send'",
+                        obj.type_name()
+                    )))
+                }),
+                Resume::Throw(e) if e.is_instance(&GeneratorExit) => {
+                    if let Some(closed) = obj.close() {
+                        closed?;
+                    }
+                    return Err(e);
+                }
+                Resume::Throw(e) => match obj.throw(e.clone()) {
+                    Some(thrown) => thrown,
+                    None => return Err(e),
+                },
+                Resume::SubDone(_) => not_delegating(),
+            };
+        }
     }
 
     /// `yield from [values...]`: [`Co::yield_from_iter`] over a list.

@@ -271,6 +271,7 @@ fn yf(g: &Generator) -> String {
         None => "None".into(),
         Some(YieldFrom::Generator(sub)) => format!("generator {}", sub.name()),
         Some(YieldFrom::Iterator(type_name)) => type_name,
+        Some(YieldFrom::Object(obj)) => obj.type_name().to_string(),
     }
 }
 
@@ -4204,6 +4205,247 @@ mod format_exception_three_deep {
     }
 }
 
+/// `yield from` an object with the whole protocol: `__next__`, `send`,
+/// `throw`, `close`; `gi_yieldfrom` is the object itself, and `__next__`
+/// finishing with `StopIteration("echo done")` makes that the result.
+mod yield_from_object_full_protocol {
+    use super::*;
+    pub const PY: &str = r#"
+    class Echo:
+        def __init__(self):
+            self.n = 0
+        def __iter__(self):
+            return self
+        def __next__(self):
+            self.n += 1
+            print("next", self.n)
+            if self.n > 3:
+                raise StopIteration("echo done")
+            return self.n
+        def send(self, v):
+            print("send", repr(v))
+            return ("echo", v)
+        def throw(self, e):
+            print("throw", repr(e))
+            return "recovered"
+        def close(self):
+            print("close")
+    e = Echo()
+    def outer():
+        r = yield from e
+        print("result", repr(r))
+        return r
+    g = outer()
+    call("next", next, g)
+    print("yieldfrom is e:", g.gi_yieldfrom is e)
+    call("send 5", g.send, 5)
+    call("throw", g.throw, ValueError("v"))
+    call("next", next, g)
+    call("next", next, g)
+    call("next", next, g)
+    print("yieldfrom:", g.gi_yieldfrom)
+    "#;
+    struct Echo {
+        n: std::cell::Cell<i64>,
+    }
+    impl pyfiber::Protocol for Echo {
+        fn type_name(&self) -> &str {
+            "Echo"
+        }
+        fn next(&self) -> PyResult<Value> {
+            self.n.set(self.n.get() + 1);
+            out!("next {}", self.n.get());
+            if self.n.get() > 3 {
+                return Err(StopIteration.new(("echo done",)));
+            }
+            Ok(Value::Int(self.n.get()))
+        }
+        fn send(&self, v: Value) -> Option<PyResult<Value>> {
+            out!("send {v:?}");
+            Some(Ok(Value::Tuple(vec!["echo".into(), v].into())))
+        }
+        fn throw(&self, e: Exception) -> Option<PyResult<Value>> {
+            out!("throw {e:?}");
+            Some(Ok("recovered".into()))
+        }
+        fn close(&self) -> Option<PyResult<Value>> {
+            out!("close");
+            Some(Ok(Value::None))
+        }
+    }
+    pub fn rust() {
+        let e: Rc<dyn pyfiber::Protocol> = Rc::new(Echo {
+            n: std::cell::Cell::new(0),
+        });
+        let obj = e.clone();
+        let g = Generator::new(move |co| {
+            let r = co.yield_from_object(obj)?;
+            out!("result {r:?}");
+            Ok(r)
+        });
+        call("next", g.next());
+        let same = matches!(g.gi_yieldfrom(), Some(YieldFrom::Object(o)) if Rc::ptr_eq(&o, &e));
+        out!("yieldfrom is e: {}", py_bool(same));
+        call("send 5", g.send(5.into()));
+        call("throw", g.throw(ValueError.new(("v",))));
+        call("next", g.next());
+        call("next", g.next());
+        call("next", g.next());
+        out!(
+            "yieldfrom: {}",
+            if g.gi_yieldfrom().is_none() {
+                "None"
+            } else {
+                "?"
+            }
+        );
+    }
+}
+
+/// An object with `__next__` only: a non-None send is AttributeError, a
+/// throw is raised in the delegator (no `throw`), a close skips the
+/// missing `close`.
+mod yield_from_object_partial_protocol {
+    use super::*;
+    pub const PY: &str = r#"
+    class Count:
+        def __init__(self):
+            self.n = 0
+        def __iter__(self):
+            return self
+        def __next__(self):
+            self.n += 1
+            return self.n
+    def outer(c):
+        try:
+            yield from c
+        except ValueError as e:
+            print("delegator caught", repr(e))
+            yield "after"
+        finally:
+            print("outer finally")
+    g = outer(Count())
+    call("next", next, g)
+    call("send 1", g.send, 1)
+    g = outer(Count())
+    next(g)
+    call("throw", g.throw, ValueError("v"))
+    call("close", g.close)
+    g = outer(Count())
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    struct Count {
+        n: std::cell::Cell<i64>,
+    }
+    impl pyfiber::Protocol for Count {
+        fn type_name(&self) -> &str {
+            "Count"
+        }
+        fn next(&self) -> PyResult<Value> {
+            self.n.set(self.n.get() + 1);
+            Ok(Value::Int(self.n.get()))
+        }
+    }
+    fn outer() -> Generator {
+        Generator::new(|co| {
+            let _f = Finally("outer finally");
+            let c = Rc::new(Count {
+                n: std::cell::Cell::new(0),
+            });
+            co.yield_from_object(c).except(&ValueError, |e| {
+                out!("delegator caught {e:?}");
+                co.yield_("after".into())
+            })
+        })
+    }
+    pub fn rust() {
+        let g = outer();
+        call("next", g.next());
+        call("send 1", g.send(1.into()));
+        let g = outer();
+        g.next().unwrap();
+        call("throw", g.throw(ValueError.new(("v",))));
+        call("close", g.close());
+        let g = outer();
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// `throw(GeneratorExit("why"))` into a delegator: the delegate is closed
+/// (an object's `close`, a generator's close), then the delegator raises
+/// the very object thrown, not a fresh GeneratorExit.
+mod yield_from_reraises_the_thrown_generator_exit {
+    use super::*;
+    pub const PY: &str = r#"
+    class Closer:
+        def __iter__(self):
+            return self
+        def __next__(self):
+            return "tick"
+        def close(self):
+            print("closer closed")
+    def sub():
+        try:
+            yield "s"
+        finally:
+            print("sub finally")
+    def outer(target):
+        try:
+            yield from target
+        except GeneratorExit as e:
+            print("delegator got", repr(e), e is why)
+            raise
+    for target in (Closer(), sub()):
+        why = GeneratorExit("why")
+        g = outer(target)
+        next(g)
+        try:
+            g.throw(why)
+        except GeneratorExit as e:
+            print("caller got", repr(e), e is why)
+    "#;
+    struct Closer;
+    impl pyfiber::Protocol for Closer {
+        fn type_name(&self) -> &str {
+            "Closer"
+        }
+        fn next(&self) -> PyResult<Value> {
+            Ok("tick".into())
+        }
+        fn close(&self) -> Option<PyResult<Value>> {
+            out!("closer closed");
+            Some(Ok(Value::None))
+        }
+    }
+    pub fn rust() {
+        for object in [true, false] {
+            let why = GeneratorExit.new(("why",));
+            let seen = why.clone();
+            let g = Generator::new(move |co| {
+                let r = if object {
+                    co.yield_from_object(Rc::new(Closer))
+                } else {
+                    co.yield_from(&Generator::new(|co| {
+                        let _f = Finally("sub finally");
+                        co.yield_("s".into())
+                    }))
+                };
+                r.except(&GeneratorExit, |e| {
+                    out!("delegator got {e:?} {}", py_bool(e.is(&seen)));
+                    Err(e)
+                })
+            });
+            g.next().unwrap();
+            let e = g.throw(why.clone()).unwrap_err();
+            out!("caller got {e:?} {}", py_bool(e.is(&why)));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The registry: one `#[test]` per case, one python3 run for all of them
 // ---------------------------------------------------------------------------
@@ -4329,6 +4571,9 @@ cases! {
     reraise_and_raise_after_handler => [rust],
     nested_handlers_and_cycle_cut => [rust],
     format_exception_three_deep => [rust],
+    yield_from_object_full_protocol => [rust],
+    yield_from_object_partial_protocol => [rust],
+    yield_from_reraises_the_thrown_generator_exit => [rust],
 }
 
 /// The suite itself: enough cases, unique names, and python3 ran every one
