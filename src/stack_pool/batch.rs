@@ -14,8 +14,8 @@
 //!   mapping, so a batch of 64 stacks is ONE mapping: `vm.max_map_count`
 //!   (65530 by default) no longer caps suspended generators at ~32,700, and
 //!   no mapping is split per stack.
-//! - [`Guards::Protect`] (older kernels, or valgrind, which does not know
-//!   that `madvise`): the batch is mapped `PROT_NONE` and each stack's usable
+//! - [`Guards::Protect`] (older kernels: wherever the one-time probe's
+//!   `madvise` fails): the batch is mapped `PROT_NONE` and each stack's usable
 //!   part is `mprotect`ed read-write. Each stack is then two mappings (its
 //!   read-write part and the `PROT_NONE` guard below cannot merge with their
 //!   neighbours): still ~32,700 suspended generators at the default
