@@ -207,9 +207,16 @@ fn notes_sections_are_links_that_resolve() {
 }
 
 #[test]
-fn readme_opens_with_what_you_will_see_and_names_the_series() {
+fn readme_opens_with_the_two_commands_then_what_you_will_see_and_the_series() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let opening: String = readme.lines().take(12).collect::<Vec<_>>().join("\n");
+    // First the two commands (run the main example; run the tests), then
+    // what you will see.
+    let lines: Vec<&str> = readme.lines().collect();
+    assert_eq!(lines[2], "```sh", "{readme}");
+    assert!(lines[3].starts_with("cargo run --release --example ladder "));
+    assert!(lines[4].starts_with("cargo test "));
+    assert_eq!(lines[5], "```");
+    let opening: String = lines[6..24].join("\n");
     for link in [
         "https://github.com/yuchaoshui/notes",
         "https://github.com/aosabook/500lines",
