@@ -262,3 +262,52 @@ fn echo_servers_do_not_print_a_url_curl_would_fail_on() {
         let _ = child.wait();
     }
 }
+
+/// Ctrl-C in the middle of a stage whose output goes to a pipe: the lines
+/// printed before it are all there (they sat in the pipe buffer, which died
+/// with the process before), and the exit status is 130. Issue 13, item 8.
+#[test]
+fn ctrl_c_keeps_what_a_stage_printed_to_a_pipe() {
+    use std::io::Read;
+    use std::time::Duration;
+    let mut child = example("sync")
+        .args(["--urls", "20", "--delay", "0.3", "--format", "lines"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Sync answers one URL per 0.3 s: by 1.5 s at least one has been
+    // printed (four, on an idle machine), and 20 need 6 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT failed");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit status after SIGINT; stdout:\n{out}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        !lines.is_empty() && lines.len() < 20,
+        "expected some but not all 20 results before Ctrl-C, got {}:\n{out}",
+        lines.len()
+    );
+    for line in &lines {
+        assert!(
+            line.starts_with("result: "),
+            "a whole result line: {line:?}"
+        );
+    }
+}

@@ -289,6 +289,24 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(out, "{line}");
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM while a stage runs: what it has printed so
+/// far is written out before the process ends, as Python flushes
+/// `sys.stdout` on its way out of a KeyboardInterrupt, and the exit status
+/// is the shell's 128 + signal (130 for Ctrl-C). Without this, the lines
+/// [`say`] buffered for a pipe or a file would die with the process.
+fn flush_on_interrupt() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return; // no handler: the default (die at once) stays
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            flush();
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
 /// Writes out what [`say`] buffered.
 pub fn flush() {
     let mut out = OUT.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,6 +343,7 @@ impl Stage {
                 args.urls
             ));
         }
+        flush_on_interrupt();
         let urls: Vec<String> = match &args.url {
             Some(template) => {
                 if !template.contains("{}") {
