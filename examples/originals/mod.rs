@@ -87,17 +87,9 @@ if _server:
     socket.getaddrinfo = getaddrinfo
 "#;
 
-/// yuchaoshui's files: the Rust stage of the same name.
-const YUCHAOSHUI: [&str; 8] = [
-    "sync",
-    "process",
-    "thread",
-    "no_blocking",
-    "callback",
-    "generator",
-    "yield_from",
-    "async_await",
-];
+/// yuchaoshui's files: each is the original of the Rust stage of the same
+/// name, so the list is the ladder's own.
+const YUCHAOSHUI: [&str; 8] = super::STAGES;
 
 /// denglj's files and the Rust stage each one is the original of.
 const DENGLJ: [(&str, &str); 6] = [
