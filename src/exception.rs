@@ -360,6 +360,12 @@ struct ExcObject {
     cause: RefCell<Option<Exception>>,
     /// `__suppress_context__`: set by `raise ... from ...`.
     suppress_context: Cell<bool>,
+    /// The [`CLOCK`] reading when `context` was last set by implicit
+    /// chaining (0: never, or set by hand). See [`Exception::chain_handled`].
+    context_stamp: Cell<u64>,
+    /// The [`CLOCK`] reading when the innermost handler of this exception
+    /// that is still running began (0: none).
+    handler_start: Cell<u64>,
 }
 
 /// The built-in classes' constructors under their Python names, so that
@@ -376,6 +382,8 @@ impl Exception {
                 context: RefCell::new(None),
                 cause: RefCell::new(None),
                 suppress_context: Cell::new(false),
+                context_stamp: Cell::new(0),
+                handler_start: Cell::new(0),
             }),
         }
     }
@@ -556,9 +564,11 @@ impl Exception {
         self.obj.suppress_context.get()
     }
 
-    /// `exc.__context__ = context`.
+    /// `exc.__context__ = context`. Set by hand, as in Python: the next
+    /// raise of `exc` inside a handler replaces it.
     pub fn set_context(&self, context: Option<Exception>) {
         *self.obj.context.borrow_mut() = context;
+        self.obj.context_stamp.set(0);
     }
 
     /// `exc.__cause__ = cause`, which (as in Python) also sets
@@ -577,13 +587,14 @@ impl Exception {
     }
 
     /// Implicit chaining, as CPython does when `self` is raised while
-    /// `handled` is being handled: `self.__context__ = handled`, unless
-    /// `self` is `handled` (a re-raise) or already has a context (it was
-    /// raised in a handler nested inside this one, whose exception is the
-    /// nearer one). A link of `handled`'s own chain that points back at
-    /// `self` is cut first, as CPython cuts it, so no chain is a cycle.
+    /// `handled` is being handled: `self.__context__ = handled`, replacing
+    /// any context `self` had (CPython sets it at every raise, so a saved
+    /// exception raised again in another handler gets that handler's), unless
+    /// `self` is `handled` (a re-raise). A link of `handled`'s own chain that
+    /// points back at `self` is cut first, as CPython cuts it, so no chain is
+    /// a cycle.
     pub fn chain(&self, handled: &Exception) {
-        if self.is(handled) || self.obj.context.borrow().is_some() {
+        if self.is(handled) {
             return;
         }
         let mut link = handled.clone();
@@ -598,7 +609,24 @@ impl Exception {
                 None => break,
             }
         }
-        self.set_context(Some(handled.clone()));
+        *self.obj.context.borrow_mut() = Some(handled.clone());
+        self.obj.context_stamp.set(CLOCK.with(Cell::get));
+    }
+
+    /// [`Exception::chain`] where pyfiber can only see the raise afterwards:
+    /// `self` was caught in, or escaped from, the handler of `handled`.
+    /// CPython chained it when it was raised, to the innermost exception
+    /// handled then; if that happened while `handled`'s handler ran (in a
+    /// nested handler, whose exception is the nearer one) the context set
+    /// then stays. A context older than the handler (a saved exception
+    /// raised again, one set by hand) is replaced, as CPython's raise
+    /// replaces it.
+    fn chain_handled(&self, handled: &Exception) {
+        let start = handled.obj.handler_start.get();
+        if self.obj.context.borrow().is_some() && self.obj.context_stamp.get() >= start {
+            return;
+        }
+        self.chain(handled);
     }
 }
 
@@ -722,6 +750,9 @@ thread_local! {
     /// exception caught while one is handled was raised during that
     /// handling, so it gets it as its `__context__`.
     static HANDLING: RefCell<Vec<Exception>> = const { RefCell::new(Vec::new()) };
+    /// Ticks once as each handler starts: what tells a context set during a
+    /// handler from one set before it ([`Exception::chain_handled`]).
+    static CLOCK: Cell<u64> = const { Cell::new(0) };
 }
 
 /// `sys.exc_info()[1]`: the exception whose handler is running, if any.
@@ -732,17 +763,26 @@ pub fn exc_info() -> Option<Exception> {
 /// Runs `f` as the handler of `e`: `e` is on the handling stack meanwhile,
 /// and comes off it on every way out (a panic unwinding the handler too).
 fn handling<R>(e: &Exception, f: impl FnOnce() -> R) -> R {
-    struct Pop;
+    /// Takes `e` off the stack and gives it back the start of the handler
+    /// it had before (the same exception may be handled again inside its
+    /// own handler).
+    struct Pop(Exception, u64);
     impl Drop for Pop {
         fn drop(&mut self) {
             HANDLING.with(|h| h.borrow_mut().pop());
+            self.0.obj.handler_start.set(self.1);
         }
     }
     if let Some(outer) = exc_info() {
-        e.chain(&outer);
+        e.chain_handled(&outer);
     }
+    let start = CLOCK.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let before = e.obj.handler_start.replace(start);
     HANDLING.with(|h| h.borrow_mut().push(e.clone()));
-    let _pop = Pop;
+    let _pop = Pop(e.clone(), before);
     f()
 }
 
@@ -753,26 +793,24 @@ impl<T> Except<T> for PyResult<T> {
         handler: impl FnOnce(Exception) -> PyResult<T>,
     ) -> PyResult<T> {
         match self {
-            Err(e) if e.is_instance(class) => {
-                handling(&e, || handler(e.clone())).inspect_err(|new| new.chain(&e))
-            }
+            // Chained before the handler's end, while its start is known.
+            Err(e) if e.is_instance(class) => handling(&e, || {
+                handler(e.clone()).inspect_err(|new| new.chain_handled(&e))
+            }),
             other => other,
         }
     }
 
     fn finally(self, cleanup: impl FnOnce() -> PyResult<()>) -> PyResult<T> {
         let cleaned = match &self {
-            Err(pending) => handling(pending, cleanup),
+            Err(pending) => handling(pending, || {
+                cleanup().inspect_err(|new| new.chain_handled(pending))
+            }),
             Ok(_) => cleanup(),
         };
         match cleaned {
             Ok(()) => self,
-            Err(new) => {
-                if let Err(pending) = &self {
-                    new.chain(pending);
-                }
-                Err(new)
-            }
+            Err(new) => Err(new),
         }
     }
 }

@@ -639,7 +639,9 @@ fn refuse(w: Wire, exc: Exception) -> Outcome {
 #[cold]
 fn pep479_error(stop: Exception) -> Exception {
     let e = Exception::RuntimeError("generator raised StopIteration".into());
-    e.set_context(Some(stop.clone()));
+    // Raised while `stop` is handled (CPython's _PyErr_FormatFromCause):
+    // chained now, so no later handler takes the context for an old one.
+    e.chain(&stop);
     e.with_cause(stop)
 }
 

@@ -4447,13 +4447,988 @@ mod yield_from_reraises_the_thrown_generator_exit {
 }
 
 // ---------------------------------------------------------------------------
+// More chaining, identity and protocol cases (issue 12, item 4)
+// ---------------------------------------------------------------------------
+
+/// `raise` of a saved exception in a new handler: CPython sets its
+/// `__context__` at every raise, so the new handled exception replaces the
+/// old context, in a handler of the caller's and of a generator's; one set
+/// by hand is replaced too.
+mod reraise_saved_exception_overwrites_context {
+    use super::*;
+    pub const PY: &str = r#"
+    try:
+        try:
+            raise ValueError("A")
+        except ValueError:
+            raise KeyError("B")
+    except KeyError as b:
+        saved = b
+    chain(saved)
+    try:
+        try:
+            raise TypeError("C")
+        except TypeError:
+            raise saved
+    except KeyError as e:
+        chain(e)
+        print("is saved:", e is saved)
+    def gen():
+        yield 1
+        try:
+            raise ValueError("g")
+        except ValueError:
+            raise saved
+    g = gen()
+    next(g)
+    try:
+        next(g)
+    except KeyError as e:
+        chain(e)
+    saved.__context__ = TypeError("by hand")
+    try:
+        raise MyError("m")
+    except MyError:
+        try:
+            raise saved
+        except KeyError as e:
+            chain(e)
+    "#;
+    pub fn rust() {
+        let raise = |e: &Exception| -> PyResult<Value> { Err(e.clone()) };
+        let saved = raise(&ValueError.new(("A",)))
+            .except(&ValueError, |_| Err(KeyError.new(("B",))))
+            .unwrap_err();
+        chain(&saved);
+        raise(&TypeError.new(("C",)))
+            .except(&TypeError, |_| raise(&saved))
+            .except(&KeyError, |e| {
+                chain(&e);
+                out!("is saved: {}", py_bool(e.is(&saved)));
+                Ok(Value::None)
+            })
+            .unwrap();
+        let s = saved.clone();
+        let g = Generator::new(move |co| {
+            co.yield_(1.into())?;
+            raise(&ValueError.new(("g",))).except(&ValueError, |_| raise(&s))
+        });
+        g.next().unwrap();
+        g.next()
+            .except(&KeyError, |e| {
+                chain(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+        saved.set_context(Some(TypeError.new(("by hand",))));
+        raise(&my_error("m"))
+            .except(ExceptionClass::named("MyError"), |_| {
+                raise(&saved).except(&KeyError, |e| {
+                    chain(&e);
+                    Ok(Value::None)
+                })
+            })
+            .unwrap();
+    }
+}
+
+/// `raise X from Z` inside `except Y`: `__context__` is Y, `__cause__` is Z,
+/// `__suppress_context__` is set, and the traceback shows Z as the direct
+/// cause and not Y. Setting `__cause__` on an exception already raised
+/// does the same.
+mod raise_from_other_keeps_context {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except ValueError:
+            raise KeyError("k") from TypeError("cause")
+    g = gen()
+    next(g)
+    try:
+        g.throw(ValueError("v"))
+    except KeyError as k:
+        chain(k)
+        fmt(k)
+        k.__cause__ = None
+        chain(k)
+        fmt(k)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1.into()).except(&ValueError, |_| {
+                Err(KeyError.new(("k",)).with_cause(TypeError.new(("cause",))))
+            })
+        });
+        g.next().unwrap();
+        g.throw(ValueError.new(("v",)))
+            .except(&KeyError, |k| {
+                chain(&k);
+                fmt(&k);
+                k.set_cause(None);
+                chain(&k);
+                fmt(&k);
+                Ok(Value::None)
+            })
+            .unwrap();
+    }
+}
+
+/// `close()` of a body whose `finally` raises: close() raises that
+/// exception, chained to the GeneratorExit; `raise ... from None` in the
+/// `finally` keeps the context but hides it from the traceback.
+mod raise_in_finally_during_close {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        finally:
+            print("finally")
+            raise ValueError("cleanup")
+    g = gen()
+    next(g)
+    try:
+        g.close()
+    except ValueError as e:
+        chain(e)
+        fmt(e)
+    print(state(g))
+    def gen2():
+        try:
+            yield 1
+        finally:
+            raise ValueError("quiet") from None
+    g = gen2()
+    next(g)
+    try:
+        g.close()
+    except ValueError as e:
+        chain(e)
+        fmt(e)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1.into()).finally(|| {
+                out!("finally");
+                Err(ValueError.new(("cleanup",)))
+            })
+        });
+        g.next().unwrap();
+        g.close()
+            .except(&ValueError, |e| {
+                chain(&e);
+                fmt(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+        out!("{}", state(&g));
+        let g = Generator::new(|co| {
+            co.yield_(1.into())
+                .finally(|| Err(ValueError.new(("quiet",)).with_cause(None)))
+        });
+        g.next().unwrap();
+        g.close()
+            .except(&ValueError, |e| {
+                chain(&e);
+                fmt(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+    }
+}
+
+/// A sub-generator's `finally` raising while its delegator is closed: the
+/// delegator sees that exception (chained to the sub's GeneratorExit) at
+/// its `yield from`, and close() raises it.
+mod raise_in_sub_finally_during_delegator_close {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        try:
+            yield "s"
+        finally:
+            print("sub finally")
+            raise MyError("sub cleanup")
+    def outer():
+        try:
+            yield from sub()
+        except MyError as e:
+            chain(e)
+            raise
+    g = outer()
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    fn sub(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s".into()).finally(|| {
+            out!("sub finally");
+            Err(my_error("sub cleanup"))
+        })
+    }
+    fn run(pep380: bool) {
+        let g = Generator::new(move |co| {
+            let r = if pep380 {
+                co.yield_from(&Generator::new(sub))
+            } else {
+                co.yield_from_fn(sub)
+            };
+            r.except(ExceptionClass::named("MyError"), |e| {
+                chain(&e);
+                Err(e)
+            })
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(true)
+    }
+    pub fn same_fiber() {
+        run(false)
+    }
+}
+
+/// `throw()` into a generator suspended inside an `except` block: the
+/// thrown exception gets the generator's handled exception as its
+/// context, caught there or not, and through a `yield from` it is the
+/// sub-generator's handled one.
+mod throw_into_handler_sets_context {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            raise ValueError("handled")
+        except ValueError:
+            yield 1
+    g = gen()
+    next(g)
+    try:
+        g.throw(KeyError("thrown"))
+    except KeyError as e:
+        chain(e)
+    def sub():
+        try:
+            raise ValueError("sub handled")
+        except ValueError:
+            yield "s"
+    def outer():
+        yield from sub()
+    g = outer()
+    next(g)
+    try:
+        g.throw(KeyError("thrown"))
+    except KeyError as e:
+        chain(e)
+    print(state(g))
+    "#;
+    fn sub(co: &Co<'_>) -> PyResult<Value> {
+        Err::<Value, _>(ValueError.new(("sub handled",)))
+            .except(&ValueError, |_| co.yield_("s".into()))
+    }
+    fn run(pep380: bool) {
+        let g = Generator::new(|co| {
+            Err::<Value, _>(ValueError.new(("handled",)))
+                .except(&ValueError, |_| co.yield_(1.into()))
+        });
+        g.next().unwrap();
+        g.throw(KeyError.new(("thrown",)))
+            .except(&KeyError, |e| {
+                chain(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+        let g = Generator::new(move |co| {
+            if pep380 {
+                co.yield_from(&Generator::new(sub))
+            } else {
+                co.yield_from_fn(sub)
+            }
+        });
+        g.next().unwrap();
+        g.throw(KeyError.new(("thrown",)))
+            .except(&KeyError, |e| {
+                chain(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(true)
+    }
+    pub fn same_fiber() {
+        run(false)
+    }
+}
+
+/// `close()` of a generator suspended inside an `except` block: the
+/// GeneratorExit it receives has the handled exception as its context.
+mod close_in_handler_generator_exit_context {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            raise ValueError("handled")
+        except ValueError:
+            try:
+                yield 1
+            except GeneratorExit as e:
+                chain(e)
+                raise
+    g = gen()
+    next(g)
+    call("close", g.close)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            Err::<Value, _>(ValueError.new(("handled",))).except(&ValueError, |_| {
+                co.yield_(1.into()).except(&GeneratorExit, |e| {
+                    chain(&e);
+                    Err(e)
+                })
+            })
+        });
+        g.next().unwrap();
+        call("close", g.close());
+        out!("{}", state(&g));
+    }
+}
+
+/// CPython keeps the exception a generator handles in the generator
+/// (`gi_exc_state`): while it is suspended inside an `except` block, the
+/// caller's own exceptions do not get it as their context, and
+/// `sys.exc_info()` in the caller does not show it; resumed, the
+/// generator sees it again.
+mod handled_exception_does_not_leak_across_yield {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            raise ValueError("in gen")
+        except ValueError:
+            yield 1
+            print("gen handling:", repr(sys.exc_info()[1]))
+            yield 2
+            print("gen handling:", repr(sys.exc_info()[1]))
+    g = gen()
+    next(g)
+    print("caller sees:", repr(sys.exc_info()[1]))
+    try:
+        raise KeyError("caller")
+    except KeyError as e:
+        chain(e)
+        print("caller handling:", repr(sys.exc_info()[1]))
+    try:
+        raise KeyError("caller2")
+    except KeyError:
+        next(g)
+        print("caller handling:", repr(sys.exc_info()[1]))
+        try:
+            raise TypeError("inner")
+        except TypeError as t:
+            chain(t)
+    print("caller sees:", repr(sys.exc_info()[1]))
+    call("next", next, g)
+    print("caller sees:", repr(sys.exc_info()[1]))
+    "#;
+    pub fn rust() {
+        use pyfiber::exception::exc_info;
+        let g = Generator::new(|co| {
+            Err::<Value, _>(ValueError.new(("in gen",))).except(&ValueError, |_| {
+                co.yield_(1.into())?;
+                out!("gen handling: {}", opt_repr(exc_info()));
+                co.yield_(2.into())?;
+                out!("gen handling: {}", opt_repr(exc_info()));
+                Ok(Value::None)
+            })
+        });
+        g.next().unwrap();
+        out!("caller sees: {}", opt_repr(exc_info()));
+        Err::<Value, _>(KeyError.new(("caller",)))
+            .except(&KeyError, |e| {
+                chain(&e);
+                out!("caller handling: {}", opt_repr(exc_info()));
+                Ok(Value::None)
+            })
+            .unwrap();
+        Err::<Value, _>(KeyError.new(("caller2",)))
+            .except(&KeyError, |_| {
+                g.next().unwrap();
+                out!("caller handling: {}", opt_repr(exc_info()));
+                Err::<Value, _>(TypeError.new(("inner",))).except(&TypeError, |t| {
+                    chain(&t);
+                    Ok(Value::None)
+                })
+            })
+            .unwrap();
+        out!("caller sees: {}", opt_repr(exc_info()));
+        call("next", g.next());
+        out!("caller sees: {}", opt_repr(exc_info()));
+    }
+}
+
+/// The other direction of `gi_exc_state`: an exception the caller is
+/// handling is the context of one the generator *raises* (the raise looks
+/// down the whole stack of handled exceptions), but not of one thrown into
+/// a generator that is not itself handling anything: `throw()` chains only
+/// to the generator's own handled exception, replacing a context the thrown
+/// one had.
+mod throw_chains_only_to_the_generators_own_handled {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except ValueError as e:
+            chain(e)
+        yield 2
+        raise MyError("raised")
+    g = gen()
+    next(g)
+    try:
+        raise TypeError("caller's")
+    except TypeError:
+        call("throw", g.throw, ValueError("thrown"))
+        try:
+            next(g)
+        except MyError as e:
+            chain(e)
+    def gen2():
+        try:
+            raise ValueError("g")
+        except ValueError:
+            try:
+                yield 1
+            except KeyError as e:
+                chain(e)
+                raise
+    g = gen2()
+    next(g)
+    k = KeyError("t")
+    k.__context__ = TypeError("old")
+    try:
+        g.throw(k)
+    except KeyError as e:
+        chain(e)
+        print("is k:", e is k)
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1.into()).except(&ValueError, |e| {
+                chain(&e);
+                Ok(Value::None)
+            })?;
+            co.yield_(2.into())?;
+            Err(my_error("raised"))
+        });
+        g.next().unwrap();
+        Err::<Value, _>(TypeError.new(("caller's",)))
+            .except(&TypeError, |_| {
+                call("throw", g.throw(ValueError.new(("thrown",))));
+                g.next().except(ExceptionClass::named("MyError"), |e| {
+                    chain(&e);
+                    Ok(Value::None)
+                })
+            })
+            .unwrap();
+        let g = Generator::new(|co| {
+            Err::<Value, _>(ValueError.new(("g",))).except(&ValueError, |_| {
+                co.yield_(1.into()).except(&KeyError, |e| {
+                    chain(&e);
+                    Err(e)
+                })
+            })
+        });
+        g.next().unwrap();
+        let k = KeyError.new(("t",));
+        k.set_context(Some(TypeError.new(("old",))));
+        g.throw(k.clone())
+            .except(&KeyError, |e| {
+                chain(&e);
+                out!("is k: {}", py_bool(e.is(&k)));
+                Ok(Value::None)
+            })
+            .unwrap();
+    }
+}
+
+/// `args`, `repr()`, `str()` and the traceback line at their edges: a
+/// tuple key, several keys, empty strings, `None`, floats, bytes and lists
+/// as args, GeneratorExit with two args, and `StopIteration.value` of each
+/// shape (the first arg, `None` without args) -- also as a generator's
+/// `return (1, 2)` and `return ""` raise it.
+mod args_repr_str_edge_cases {
+    use super::*;
+    pub const PY: &str = r#"
+    for e in [KeyError(("a", 1)), KeyError("a", "b"), KeyError(""), ValueError(""),
+              ValueError(None), ValueError(2.5), ValueError(b"x"), ValueError([1, "a"]),
+              GeneratorExit(), GeneratorExit("a", "b"), MyError(), RuntimeError("x", None),
+              StopIteration(None), StopIteration(1, 2), StopIteration((1, 2)), StopIteration()]:
+        show(e)
+    for e in [StopIteration(None), StopIteration(1, 2), StopIteration((1, 2)), StopIteration()]:
+        print("value", repr(e.value))
+    def gen(r):
+        yield 1
+        return r
+    for r in [(1, 2), ""]:
+        g = gen(r)
+        next(g)
+        try:
+            next(g)
+        except StopIteration as e:
+            show(e)
+            print("value", repr(e.value))
+    "#;
+    pub fn rust() {
+        let pair = Value::Tuple(vec![Value::Int(1), Value::Int(2)].into());
+        for e in [
+            KeyError.new((Value::Tuple(vec!["a".into(), Value::Int(1)].into()),)),
+            KeyError.new(("a", "b")),
+            KeyError.new(("",)),
+            ValueError.new(("",)),
+            ValueError.new((Value::None,)),
+            ValueError.new((Value::Float(2.5),)),
+            ValueError.new((Value::from(&b"x"[..]),)),
+            ValueError.new((Value::from(vec![Value::Int(1), "a".into()]),)),
+            GeneratorExit.new(()),
+            GeneratorExit.new(("a", "b")),
+            ExceptionClass::named("MyError").new(()),
+            RuntimeError.new(("x", Value::None)),
+            StopIteration.new((Value::None,)),
+            StopIteration.new((1, 2)),
+            StopIteration.new((pair.clone(),)),
+            StopIteration.new(()),
+        ] {
+            show(&e);
+        }
+        for e in [
+            StopIteration.new((Value::None,)),
+            StopIteration.new((1, 2)),
+            StopIteration.new((pair.clone(),)),
+            StopIteration.new(()),
+        ] {
+            out!("value {:?}", e.stop_value().unwrap());
+        }
+        for r in [pair, Value::from("")] {
+            let g = Generator::new(move |co| {
+                co.yield_(1.into())?;
+                Ok(r)
+            });
+            g.next().unwrap();
+            g.next()
+                .except(&StopIteration, |e| {
+                    show(&e);
+                    out!("value {:?}", e.stop_value().unwrap());
+                    Ok(Value::None)
+                })
+                .unwrap();
+        }
+    }
+}
+
+/// PEP 479 when the StopIteration is raised inside an `except`: the
+/// RuntimeError has it as cause and context, and it has the handled
+/// exception as its own context; the traceback shows all three.
+mod pep479_stop_iteration_raised_in_handler {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        yield 1
+        try:
+            raise ValueError("v")
+        except ValueError:
+            raise StopIteration("s")
+    g = gen()
+    next(g)
+    try:
+        next(g)
+    except RuntimeError as e:
+        chain(e)
+        chain(e.__cause__)
+        fmt(e)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let g = Generator::new(|co| {
+            co.yield_(1.into())?;
+            Err::<Value, _>(ValueError.new(("v",)))
+                .except(&ValueError, |_| Err(StopIteration.new(("s",))))
+        });
+        g.next().unwrap();
+        g.next()
+            .except(&RuntimeError, |e| {
+                chain(&e);
+                chain(&e.cause().unwrap());
+                fmt(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+        out!("{}", state(&g));
+    }
+}
+
+/// Identity through objects delegated to: an object's `throw` receives
+/// the very object thrown and re-raises it; without `throw` the delegator
+/// catches that same object; the caller gets it back either way.
+mod thrown_identity_through_objects {
+    use super::*;
+    pub const PY: &str = r#"
+    thrown = MyError("t")
+    class WithThrow:
+        def __iter__(self):
+            return self
+        def __next__(self):
+            return "w"
+        def throw(self, e):
+            print("object got thrown:", e is thrown)
+            raise e
+    class NoThrow:
+        def __iter__(self):
+            return self
+        def __next__(self):
+            return "n"
+    def outer(obj):
+        try:
+            yield from obj
+        except MyError as e:
+            print("delegator caught is thrown:", e is thrown)
+            raise
+    for obj in (WithThrow(), NoThrow()):
+        g = outer(obj)
+        next(g)
+        try:
+            g.throw(thrown)
+        except MyError as e:
+            print("caller caught is thrown:", e is thrown)
+            chain(e)
+        print(state(g))
+    "#;
+    struct WithThrow(Exception);
+    impl pyfiber::Protocol for WithThrow {
+        fn type_name(&self) -> &str {
+            "WithThrow"
+        }
+        fn next(&self) -> PyResult<Value> {
+            Ok("w".into())
+        }
+        fn throw(&self, e: Exception) -> Option<PyResult<Value>> {
+            out!("object got thrown: {}", py_bool(e.is(&self.0)));
+            Some(Err(e))
+        }
+    }
+    struct NoThrow;
+    impl pyfiber::Protocol for NoThrow {
+        fn type_name(&self) -> &str {
+            "NoThrow"
+        }
+        fn next(&self) -> PyResult<Value> {
+            Ok("n".into())
+        }
+    }
+    pub fn rust() {
+        let my = ExceptionClass::named("MyError");
+        let thrown = my.new(("t",));
+        let objects: [Rc<dyn pyfiber::Protocol>; 2] =
+            [Rc::new(WithThrow(thrown.clone())), Rc::new(NoThrow)];
+        for obj in objects {
+            let t = thrown.clone();
+            let g = Generator::new(move |co| {
+                co.yield_from_object(obj).except(my, |e| {
+                    out!("delegator caught is thrown: {}", py_bool(e.is(&t)));
+                    Err(e)
+                })
+            });
+            g.next().unwrap();
+            g.throw(thrown.clone())
+                .except(my, |e| {
+                    out!("caller caught is thrown: {}", py_bool(e.is(&thrown)));
+                    chain(&e);
+                    Ok(Value::None)
+                })
+                .unwrap();
+            out!("{}", state(&g));
+        }
+    }
+}
+
+/// An object ends a `yield from` with a value from any of its methods:
+/// `__next__`, `send` or `throw` raising `StopIteration(v)` makes `v` the
+/// result (`None` for a bare `StopIteration`).
+mod object_finishes_with_value_from_any_method {
+    use super::*;
+    pub const PY: &str = r#"
+    class Finisher:
+        def __init__(self, how):
+            self.how = how
+        def __iter__(self):
+            return self
+        def __next__(self):
+            if self.how == "next":
+                raise StopIteration("next done")
+            if self.how == "bare":
+                raise StopIteration
+            return "tick"
+        def send(self, v):
+            raise StopIteration(("sent", v))
+        def throw(self, e):
+            raise StopIteration("thrown " + str(e))
+    def outer(obj):
+        r = yield from obj
+        print("result", repr(r))
+        yield "after"
+    for how in ("next", "bare", "send", "throw"):
+        g = outer(Finisher(how))
+        call("next", next, g)
+        if how == "send":
+            call("send", g.send, 5)
+        if how == "throw":
+            call("throw", g.throw, ValueError("v"))
+        print(state(g))
+        del g
+    "#;
+    struct Finisher(&'static str);
+    impl pyfiber::Protocol for Finisher {
+        fn type_name(&self) -> &str {
+            "Finisher"
+        }
+        fn next(&self) -> PyResult<Value> {
+            match self.0 {
+                "next" => Err(StopIteration.new(("next done",))),
+                "bare" => Err(StopIteration.new(())),
+                _ => Ok("tick".into()),
+            }
+        }
+        fn send(&self, v: Value) -> Option<PyResult<Value>> {
+            let r = Value::Tuple(vec!["sent".into(), v].into());
+            Some(Err(StopIteration.new((r,))))
+        }
+        fn throw(&self, e: Exception) -> Option<PyResult<Value>> {
+            Some(Err(StopIteration.new((format!("thrown {e}"),))))
+        }
+    }
+    pub fn rust() {
+        for how in ["next", "bare", "send", "throw"] {
+            let g = Generator::new(move |co| {
+                let r = co.yield_from_object(Rc::new(Finisher(how)))?;
+                out!("result {r:?}");
+                co.yield_("after".into())?;
+                Ok(Value::None)
+            });
+            call("next", g.next());
+            if how == "send" {
+                call("send", g.send(5.into()));
+            }
+            if how == "throw" {
+                call("throw", g.throw(ValueError.new(("v",))));
+            }
+            out!("{}", state(&g));
+        }
+    }
+}
+
+/// Every mix of the optional methods PEP 380 looks up: a send without
+/// `send` is AttributeError, a throw without `throw` lands in the
+/// delegator, a close without `close` is skipped; what is there is called.
+/// The finalizer closes whatever is still suspended.
+mod yield_from_object_protocol_combinations {
+    use super::*;
+    pub const PY: &str = r#"
+    class Proto:
+        def __init__(self, methods):
+            self.i = 0
+            if "s" in methods:
+                self.send = self._send
+            if "t" in methods:
+                self.throw = self._throw
+            if "c" in methods:
+                self.close = self._close
+        def __iter__(self):
+            return self
+        def __next__(self):
+            self.i += 1
+            print("  next", self.i)
+            return self.i
+        def _send(self, v):
+            print("  send", repr(v))
+            return ("sent", v)
+        def _throw(self, e):
+            print("  throw", repr(e))
+            return "caught"
+        def _close(self):
+            print("  close")
+    def outer(obj):
+        try:
+            yield from obj
+        except ValueError as e:
+            print("  delegator caught", repr(e))
+            yield "after"
+        finally:
+            print("  outer finally")
+    for methods in ("", "s", "t", "c", "st", "tc", "stc"):
+        print("methods", repr(methods))
+        for act in ("send", "throw", "close"):
+            g = outer(Proto(methods))
+            next(g)
+            if act == "send":
+                call("  send 5", g.send, 5)
+            elif act == "throw":
+                call("  throw", g.throw, ValueError("v"))
+            else:
+                call("  close", g.close)
+            print(" ", state(g))
+            del g
+    "#;
+    struct Proto {
+        methods: &'static str,
+        i: std::cell::Cell<i64>,
+    }
+    impl pyfiber::Protocol for Proto {
+        fn type_name(&self) -> &str {
+            "Proto"
+        }
+        fn next(&self) -> PyResult<Value> {
+            self.i.set(self.i.get() + 1);
+            out!("  next {}", self.i.get());
+            Ok(Value::Int(self.i.get()))
+        }
+        fn send(&self, v: Value) -> Option<PyResult<Value>> {
+            self.methods.contains('s').then(|| {
+                out!("  send {v:?}");
+                Ok(Value::Tuple(vec!["sent".into(), v].into()))
+            })
+        }
+        fn throw(&self, e: Exception) -> Option<PyResult<Value>> {
+            self.methods.contains('t').then(|| {
+                out!("  throw {e:?}");
+                Ok("caught".into())
+            })
+        }
+        fn close(&self) -> Option<PyResult<Value>> {
+            self.methods.contains('c').then(|| {
+                out!("  close");
+                Ok(Value::None)
+            })
+        }
+    }
+    pub fn rust() {
+        for methods in ["", "s", "t", "c", "st", "tc", "stc"] {
+            out!("methods {:?}", Value::from(methods));
+            for act in ["send", "throw", "close"] {
+                let g = Generator::new(move |co| {
+                    let _f = Finally("  outer finally");
+                    let obj = Rc::new(Proto {
+                        methods,
+                        i: std::cell::Cell::new(0),
+                    });
+                    co.yield_from_object(obj).except(&ValueError, |e| {
+                        out!("  delegator caught {e:?}");
+                        co.yield_("after".into())
+                    })
+                });
+                g.next().unwrap();
+                match act {
+                    "send" => call("  send 5", g.send(5.into())),
+                    "throw" => call("  throw", g.throw(ValueError.new(("v",)))),
+                    _ => call("  close", g.close()),
+                }
+                out!("  {}", state(&g));
+            }
+        }
+    }
+}
+
+/// `gi_yieldfrom` is the very object delegated to: the sub-generator
+/// itself (`is`), the protocol object itself, and `None` once the
+/// delegation is over.
+mod gi_yieldfrom_is_the_real_object {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        yield "s1"
+        yield "s2"
+    class Once:
+        def __init__(self):
+            self.n = 0
+        def __iter__(self):
+            return self
+        def __next__(self):
+            self.n += 1
+            if self.n > 1:
+                raise StopIteration("once done")
+            return "o"
+    s = sub()
+    o = Once()
+    def outer():
+        r = yield from s
+        print("sub ->", repr(r))
+        r = yield from o
+        print("obj ->", repr(r))
+        yield "own"
+    g = outer()
+    call("next", next, g)
+    print("is sub:", g.gi_yieldfrom is s)
+    call("next", next, g)
+    call("next", next, g)
+    print("is obj:", g.gi_yieldfrom is o, type(g.gi_yieldfrom).__name__)
+    call("next", next, g)
+    print("after:", g.gi_yieldfrom)
+    "#;
+    struct Once(std::cell::Cell<i64>);
+    impl pyfiber::Protocol for Once {
+        fn type_name(&self) -> &str {
+            "Once"
+        }
+        fn next(&self) -> PyResult<Value> {
+            self.0.set(self.0.get() + 1);
+            if self.0.get() > 1 {
+                return Err(StopIteration.new(("once done",)));
+            }
+            Ok("o".into())
+        }
+    }
+    pub fn rust() {
+        let s = Generator::new(|co| {
+            co.yield_("s1".into())?;
+            co.yield_("s2".into())?;
+            Ok(Value::None)
+        });
+        let o: Rc<dyn pyfiber::Protocol> = Rc::new(Once(std::cell::Cell::new(0)));
+        let (sub, obj) = (s.clone(), o.clone());
+        let g = Generator::new(move |co| {
+            let r = co.yield_from(&sub)?;
+            out!("sub -> {r:?}");
+            let r = co.yield_from_object(obj)?;
+            out!("obj -> {r:?}");
+            co.yield_("own".into())?;
+            Ok(Value::None)
+        });
+        call("next", g.next());
+        let is_sub = matches!(g.gi_yieldfrom(), Some(YieldFrom::Generator(x)) if x.is(&s));
+        out!("is sub: {}", py_bool(is_sub));
+        call("next", g.next());
+        call("next", g.next());
+        let is_obj = matches!(g.gi_yieldfrom(), Some(YieldFrom::Object(x)) if Rc::ptr_eq(&x, &o));
+        out!("is obj: {} {}", py_bool(is_obj), yf(&g));
+        call("next", g.next());
+        out!("after: {}", yf(&g));
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The registry: one `#[test]` per case, one python3 run for all of them
 // ---------------------------------------------------------------------------
 
 /// `cases! { name => [twin, ...], ... }` lists every case: it builds
 /// `CASES` (what python3 runs) and a `#[test]` per case (what cargo reports).
+/// Attributes before a name go on its `#[test]` (an `#[ignore = "why"]` for
+/// a known bug whose fix is under way: python3 still runs its snippet).
 macro_rules! cases {
-    ($($name:ident => [$($twin:ident),+]),+ $(,)?) => {
+    ($($(#[$attr:meta])* $name:ident => [$($twin:ident),+]),+ $(,)?) => {
         const CASES: &[Case] = &[$(Case {
             name: stringify!($name),
             python: $name::PY,
@@ -4463,6 +5438,7 @@ macro_rules! cases {
         mod case {
             $(
                 #[test]
+                $(#[$attr])*
                 fn $name() {
                     super::check(stringify!($name));
                 }
@@ -4574,6 +5550,22 @@ cases! {
     yield_from_object_full_protocol => [rust],
     yield_from_object_partial_protocol => [rust],
     yield_from_reraises_the_thrown_generator_exit => [rust],
+    reraise_saved_exception_overwrites_context => [rust],
+    raise_from_other_keeps_context => [rust],
+    raise_in_finally_during_close => [rust],
+    raise_in_sub_finally_during_delegator_close => [pep380, same_fiber],
+    throw_into_handler_sets_context => [pep380, same_fiber],
+    close_in_handler_generator_exit_context => [rust],
+    #[ignore = "issue 12: handled exception leaks across yield; fix in progress"]
+    handled_exception_does_not_leak_across_yield => [rust],
+    #[ignore = "issue 12: handled exception leaks across yield; fix in progress"]
+    throw_chains_only_to_the_generators_own_handled => [rust],
+    args_repr_str_edge_cases => [rust],
+    pep479_stop_iteration_raised_in_handler => [rust],
+    thrown_identity_through_objects => [rust],
+    object_finishes_with_value_from_any_method => [rust],
+    yield_from_object_protocol_combinations => [rust],
+    gi_yieldfrom_is_the_real_object => [rust],
 }
 
 /// The suite itself: enough cases, unique names, and python3 ran every one
