@@ -639,9 +639,7 @@ fn refuse(w: Wire, exc: Exception) -> Outcome {
 #[cold]
 fn pep479_error(stop: Exception) -> Exception {
     let e = Exception::RuntimeError("generator raised StopIteration".into());
-    // Raised while `stop` is handled (CPython's _PyErr_FormatFromCause):
-    // chained now, so no later handler takes the context for an old one.
-    e.chain(&stop);
+    e.chain(&stop); // raised while `stop` is handled: chained now, not by hand
     e.with_cause(stop)
 }
 
