@@ -690,6 +690,27 @@ impl From<&'static ExceptionClass> for Exception {
 impl From<io::Error> for Exception {
     fn from(e: io::Error) -> Exception {
         let errno = e.raw_os_error();
+        // The two errors a non-blocking program meets at every wait get
+        // glibc's text without asking for it: `to_string` runs strerror_r
+        // (through gettext) and formats " (os error N)" only to cut it off,
+        // 3,700 instructions per non-blocking `connect` (callgrind,
+        // generator stage). The text is the C locale's, as Rust's and
+        // CPython's strerror give it (neither calls setlocale(LC_MESSAGES)).
+        match errno {
+            Some(115) => {
+                return Exception::BlockingIOError(OsError {
+                    errno,
+                    strerror: "Operation now in progress".to_string(),
+                })
+            }
+            Some(11) => {
+                return Exception::BlockingIOError(OsError {
+                    errno,
+                    strerror: "Resource temporarily unavailable".to_string(),
+                })
+            }
+            _ => {}
+        }
         let text = e.to_string();
         // std appends " (os error N)"; Python shows "[Errno N] text" instead.
         let strerror = match text.rfind(" (os error ") {
@@ -871,6 +892,18 @@ mod tests {
         );
         let in_progress = Exception::from(io::Error::from_raw_os_error(115));
         assert_eq!(in_progress.name(), "BlockingIOError");
+    }
+
+    #[test]
+    fn would_block_texts_are_the_os_texts() {
+        // The fast path's fixed texts against what strerror says here.
+        for (errno, class) in [(115, "BlockingIOError"), (11, "BlockingIOError")] {
+            let e = Exception::from(io::Error::from_raw_os_error(errno));
+            let os = io::Error::from_raw_os_error(errno).to_string();
+            let strerror = &os[..os.rfind(" (os error ").unwrap()];
+            assert_eq!(e.line(), format!("{class}: [Errno {errno}] {strerror}"));
+            assert_eq!(e.repr(), format!("{class}({errno}, '{strerror}')"));
+        }
     }
 
     #[test]
