@@ -311,3 +311,116 @@ fn ctrl_c_keeps_what_a_stage_printed_to_a_pipe() {
         );
     }
 }
+
+/// A stage whose stdout is a pipe, read the way `| head -1` reads it: how
+/// long the first line took from the start, then the reader goes away.
+/// Returns (first line, seconds to it, seconds from the close to the
+/// stage's end, its exit status, its stderr).
+fn read_first_line_then_close(
+    mut cmd: std::process::Command,
+) -> (String, f64, f64, std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::time::Instant;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the stage");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let to_first = started.elapsed().as_secs_f64();
+    drop(stdout); // `head` has its line and exits
+    let closed = Instant::now();
+    let status = child.wait().unwrap();
+    let to_end = closed.elapsed().as_secs_f64();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (first, to_first, to_end, status, err)
+}
+
+/// Issue 13, item 8, the second half: `stage | head`. A stage buffers its
+/// lines for a pipe, but writes them out within 50 ms, so the first line
+/// reaches the reader long before the run would end (it used to wait for
+/// the end, or for 64 KiB of lines); and once the reader has gone, the
+/// stage's next write ends it at once and quietly, as a coreutils tool dies
+/// of SIGPIPE (the shell's 141), with no panic and no traceback.
+///
+/// sync, blocking: 20 URLs answered 0.3 s apart, 6 s in all; the first line
+/// comes at 0.3 s, the next write after the close at 0.6 s, and that write
+/// ends it. The event-loop stages: `/flaky/K/NAME` with K = 1.. is closed at
+/// once (an error line each, at once) and K = 0 answers after 6 s, so the
+/// first line comes at once; their next write after the close is the last
+/// URL's line at 6 s, and that one ends them (killed by SIGPIPE, not exit 1
+/// as when the write's failure was ignored).
+#[test]
+fn a_piped_stage_shows_its_lines_promptly_and_stops_when_the_reader_goes() {
+    use pyfiber::server::{self, ServerConfig};
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::Duration;
+    let server = server::spawn(ServerConfig {
+        port: 0,
+        delay: Duration::from_secs(6),
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let sync_args = ["--urls", "20", "--delay", "0.3", "--format", "lines"];
+    let mut runs: Vec<(String, bool, std::process::Command)> = Vec::new();
+    // (async_await.py reports every URL after asyncio.gather, in order: its
+    // first line comes at the end by design.)
+    for (name, twin_too) in [("sync", true), ("generator", true), ("async_await", false)] {
+        for python in [false, true].into_iter().filter(|&p| !p || twin_too) {
+            let mut cmd = if python {
+                let mut cmd = std::process::Command::new("python3");
+                cmd.arg(support::python_twin(name));
+                cmd
+            } else {
+                example(name)
+            };
+            let label = if python {
+                format!("{name}.py")
+            } else {
+                name.to_string()
+            };
+            if name == "sync" {
+                cmd.args(sync_args);
+            } else {
+                // A path of its own per run: the server counts requests per path.
+                let template = server.url(&format!("/flaky/{{}}/{}", label.replace('.', "-")));
+                cmd.args(["--urls", "40", "--url", &template, "--format", "lines"]);
+            }
+            runs.push((label, name == "sync", cmd));
+        }
+    }
+    for (label, writes_after_the_close, cmd) in runs {
+        let (first, to_first, to_end, status, err) = read_first_line_then_close(cmd);
+        assert!(
+            first.starts_with("result: ") || first.starts_with("error: "),
+            "{label}: first line {first:?}; stderr:\n{err}"
+        );
+        // The run takes 6 s; its first line is due after 0.3 s (sync) or at
+        // once (the others).
+        assert!(
+            to_first < 3.0,
+            "{label}: the first line took {to_first:.2} s of a 6 s run"
+        );
+        assert!(
+            !writes_after_the_close || to_end < 3.0,
+            "{label}: still running {to_end:.2} s after the reader went away"
+        );
+        assert!(
+            status.signal() == Some(13) || status.code() == Some(141),
+            "{label}: expected the end of a tool killed by SIGPIPE, got {status}; stderr:\n{err}"
+        );
+        for noise in ["panicked", "Traceback", "BrokenPipe", "Broken pipe"] {
+            assert!(!err.contains(noise), "{label}: stderr says {noise}:\n{err}");
+        }
+    }
+}

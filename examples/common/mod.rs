@@ -44,7 +44,7 @@ use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -274,19 +274,96 @@ static ERRORS: AtomicUsize = AtomicUsize::new(0);
 /// Python's `print` buffers then, so 10,000 result lines are not 10,000
 /// `write` calls. On a terminal (and under `--trace`, whose lines the
 /// library prints straight to stdout) every line goes out at once.
-static OUT: Mutex<Option<BufWriter<Stdout>>> = Mutex::new(None);
+static OUT: Mutex<Out> = Mutex::new(Out {
+    writer: None,
+    pending: false,
+});
 
-/// `print(line)`: one output line, buffered when stdout is not a terminal.
+/// The buffer behind [`say`], and whether it holds lines nobody has
+/// written out yet (what wakes [`flusher`]).
+struct Out {
+    writer: Option<BufWriter<Stdout>>,
+    pending: bool,
+}
+
+/// Rung by [`say`] when the buffer goes from empty to holding a line.
+static PENDING: Condvar = Condvar::new();
+
+/// How long a line may wait in the buffer. A reader at the other end of a
+/// pipe (`sync --urls 1000000 | head`) sees each line within this, while a
+/// burst of lines still leaves in a few large writes: what the buffer is
+/// for. (Python's `print` to a pipe waits until 8 KiB have gathered.)
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+fn out() -> std::sync::MutexGuard<'static, Out> {
+    OUT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `print(line)`: one output line, buffered when stdout is not a terminal,
+/// and written out by [`flusher`] at most [`FLUSH_EVERY`] later. A closed
+/// pipe ends the process ([`broken_pipe`]).
 pub fn say(line: std::fmt::Arguments<'_>) {
-    static TERMINAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static TERMINAL: OnceLock<bool> = OnceLock::new();
     if trace::enabled() || *TERMINAL.get_or_init(|| std::io::stdout().is_terminal()) {
         flush();
-        println!("{line}");
+        let written = writeln!(std::io::stdout().lock(), "{line}");
+        exit_if_broken_pipe(written);
         return;
     }
-    let mut out = OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let out = out.get_or_insert_with(|| BufWriter::with_capacity(1 << 16, std::io::stdout()));
-    let _ = writeln!(out, "{line}");
+    let written = {
+        let mut out = out();
+        let written = match out.writer.as_mut() {
+            Some(writer) => writeln!(writer, "{line}"),
+            None => writeln!(
+                out.writer
+                    .insert(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+                "{line}"
+            ),
+        };
+        if !out.pending {
+            out.pending = true;
+            static FLUSHER: std::sync::Once = std::sync::Once::new();
+            FLUSHER.call_once(|| {
+                std::thread::spawn(flusher);
+            });
+            PENDING.notify_one();
+        }
+        written
+    };
+    exit_if_broken_pipe(written);
+}
+
+/// The thread that writes out what [`say`] buffered: it sleeps until a
+/// line is pending, lets more gather for [`FLUSH_EVERY`], then writes them
+/// all at once. It is the one place lines leave the buffer while a stage
+/// runs, whatever the stage is waiting in (a blocking `recv`, `select`, a
+/// worker pool), so no loop has to remember to flush before it blocks.
+fn flusher() {
+    let mut out = out();
+    loop {
+        while !out.pending {
+            out = PENDING.wait(out).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(out);
+        std::thread::sleep(FLUSH_EVERY);
+        out = self::out();
+        out.pending = false;
+        if let Some(writer) = out.writer.as_mut() {
+            exit_if_broken_pipe(writer.flush());
+        }
+    }
+}
+
+/// Ends the process when stdout's reader has gone (`| head` has the lines
+/// it wanted): at once and quietly, killed by SIGPIPE as coreutils tools
+/// are (the shell reports 141), not with a panic or an error message.
+/// Rust ignores SIGPIPE so that a write to a closed socket is an error to
+/// handle; on stdout there is nothing left to do but stop.
+fn exit_if_broken_pipe(written: std::io::Result<()>) {
+    if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+        let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGPIPE);
+        std::process::exit(128 + signal_hook::consts::SIGPIPE);
+    }
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM while a stage runs: what it has printed so
@@ -309,9 +386,10 @@ fn flush_on_interrupt() {
 
 /// Writes out what [`say`] buffered.
 pub fn flush() {
-    let mut out = OUT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(out) = out.as_mut() {
-        let _ = out.flush();
+    let mut out = out();
+    out.pending = false;
+    if let Some(writer) = out.writer.as_mut() {
+        exit_if_broken_pipe(writer.flush());
     }
 }
 

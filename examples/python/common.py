@@ -25,6 +25,7 @@ import resource
 import selectors
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -85,10 +86,60 @@ def line(exc):
     return '{}: {}'.format(name, msg) if msg else name
 
 
+FLUSH_EVERY = 0.05  # seconds a line may wait in stdout's buffer (pyfiber's common::FLUSH_EVERY)
+_pending = threading.Event()
+_flusher = None
+
+
+def say(text):
+    """print(text): buffered when stdout is a pipe or a file, as print is,
+    and written out by _flush_soon at most FLUSH_EVERY later, so a reader
+    at the other end (`| head`) sees each line promptly while a burst still
+    leaves in a few large writes. A closed pipe ends the process quietly."""
+    global _flusher
+    try:
+        print(text)
+    except BrokenPipeError:
+        _broken_pipe()
+    if not _pending.is_set():
+        if _flusher is None:
+            _flusher = threading.Thread(target=_flush_soon, daemon=True)
+            _flusher.start()
+        _pending.set()
+
+
+def _flush_soon():
+    """The thread that writes out what say() buffered: it sleeps until a line
+    is pending, lets more gather for FLUSH_EVERY, then flushes them all."""
+    while True:
+        _pending.wait()
+        time.sleep(FLUSH_EVERY)
+        _pending.clear()
+        flush()
+
+
+def flush():
+    """sys.stdout.flush(), ending the process if the reader has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _broken_pipe()
+
+
+def _broken_pipe():
+    """stdout's reader has gone (`| head` has what it wanted): stop now and
+    quietly, with the status a shell shows for a tool killed by SIGPIPE
+    (141), and no BrokenPipeError traceback, neither now nor at exit when
+    Python would flush stdout again (os._exit skips that). Python ignores
+    SIGPIPE so that sockets raise BrokenPipeError instead, and only the main
+    thread may change that, so the status is an exit code, not the signal."""
+    os._exit(128 + 13)  # 13: SIGPIPE
+
+
 def trace(text):
     """Prints `trace: text` when --trace is on."""
     if _trace:
-        print('trace: ' + text)
+        say('trace: ' + text)
 
 
 def short_repr(value):
@@ -166,13 +217,13 @@ class Stage:
         _trace = False
         n = len(self.targets)
         if _format == 'original' and self.name != 'process':
-            print(results)
+            say(repr(results))
         if _format == 'forcemain':
-            print('Request Times: {}, Total Cost: {:.6f} seconds'.format(n, seconds))
+            say('Request Times: {}, Total Cost: {:.6f} seconds'.format(n, seconds))
         if self.args.json:
-            print('{{"stage": "{}", "requests": {}, "ok": {}, "errors": {}, "seconds": {:.6f}}}'.format(
+            say('{{"stage": "{}", "requests": {}, "ok": {}, "errors": {}, "seconds": {:.6f}}}'.format(
                 self.name, n, _ok, _errors, seconds))
-        sys.stdout.flush()
+        flush()
         if _ok + _errors != n:
             print('error: {} URLs but {} outcomes ({} results, {} errors)'.format(
                 n, _ok + _errors, _ok, _errors), file=sys.stderr)
@@ -213,16 +264,16 @@ def report(url, outcome, each=False):
     if isinstance(outcome, BaseException):
         _errors += 1
         if _format == 'original':
-            sys.stdout.flush()
+            flush()
             print('error: {} {}'.format(url, line(outcome)), file=sys.stderr)
         else:
-            print('error: {} {}'.format(url, line(outcome)))
+            say('error: {} {}'.format(url, line(outcome)))
     else:
         _ok += 1
         if _format != 'original':
-            print('result: {} {}'.format(url, outcome))
+            say('result: {} {}'.format(url, outcome))
         elif each:
-            print((url, outcome or ''))
+            say(repr((url, outcome or '')))
         else:
             results.append((url, outcome or ''))
 
