@@ -298,6 +298,28 @@ fn sendall_pushes_a_megabyte_and_recv_sees_eof() {
 }
 
 #[test]
+fn the_blocking_flag_the_socket_knows_is_the_kernels() {
+    // setblocking skips the fcntl when the socket already is what is asked;
+    // what getblocking says must still be what the fd's flags say.
+    let kernel_blocking = |s: &Socket| !s.as_socket2().nonblocking().unwrap();
+    let sock = Socket::new_nonblocking().unwrap();
+    assert!(!sock.getblocking().unwrap());
+    sock.setblocking(false).unwrap(); // the no-op
+    assert!(!kernel_blocking(&sock));
+    sock.setblocking(true).unwrap();
+    assert!(sock.getblocking().unwrap() && kernel_blocking(&sock));
+    // A change made through the socket2 handle is seen afterwards.
+    sock.as_socket2().set_nonblocking(true).unwrap();
+    assert!(!sock.getblocking().unwrap());
+    sock.setblocking(true).unwrap();
+    assert!(kernel_blocking(&sock));
+    let plain = Socket::new().unwrap();
+    assert!(plain.getblocking().unwrap() && kernel_blocking(&plain));
+    plain.setblocking(false).unwrap();
+    assert!(!plain.getblocking().unwrap() && !kernel_blocking(&plain));
+}
+
+#[test]
 fn fileno_and_fd_traits_agree() {
     use std::os::fd::{AsFd, AsRawFd};
     let sock = Socket::new().unwrap();
