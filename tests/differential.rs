@@ -398,11 +398,35 @@ fn the_cases_cover_the_protocol() {
         ),
         ("a finalizer finding its weak reference dead", " me gone"),
         ("a chain asking the state of its own top", " me GEN_RUNNING"),
+        ("raise .. from", " cause=MyError"),
+        ("raise .. from None", " sup"),
+        ("the thrown object caught in a body", " is-t"),
+        ("the same object thrown again", "rethrow "),
+        ("yield from an object", " obj-> "),
+        (
+            "a send to an object without send",
+            "!! AttributeError: 'Proto' object has no attribute 'send'",
+        ),
+        ("an object's throw", " throw ValueError"),
+        ("an object's close raising", "KeyError: 'closing'"),
     ];
     for (what, needle) in corners {
         if !seen(needle) {
             missing.push(format!("{what} ({needle:?})"));
         }
+    }
+    if !lines
+        .iter()
+        .any(|l| l.contains(" obj#") && l.ends_with(" close"))
+    {
+        missing.push("an object's close".into());
+    }
+    // `__context__` set by raising in an `except` or `finally`, shown.
+    if !lines
+        .iter()
+        .any(|l| l.contains(" except#") && !l.contains(" ctx=None") && !l.contains(" ctx=?"))
+    {
+        missing.push("an exception caught with a context (shown)".into());
     }
     if !lines
         .iter()

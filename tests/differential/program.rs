@@ -107,6 +107,69 @@ pub enum Delegation {
     SameFiber,
 }
 
+/// What `raise K(msg) from ...` names as the cause.
+#[derive(Clone, Debug)]
+pub enum Cause {
+    /// `from eN`: the exception the innermost enclosing handler (block `N`)
+    /// caught.
+    Caught(usize),
+    /// `from None`.
+    Nothing,
+    /// `from K2(msg2)`: a new exception.
+    New(Raisable, String),
+}
+
+/// What an object's `throw` does with the exception thrown into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThrowMode {
+    /// Prints it and goes on as `__next__` would.
+    Swallow,
+    /// `raise e`: the very object goes on to the delegator.
+    Reraise,
+    /// `raise StopIteration(ret)`: the `yield from` ends with `ret`.
+    Finish,
+}
+
+/// An object a body delegates to with `yield from`: Python's iterator
+/// protocol with some of the optional methods PEP 380 looks up.
+#[derive(Clone, Debug)]
+pub struct Proto {
+    /// Block number (names the object in the trace).
+    pub id: usize,
+    /// How many values `__next__` returns before `StopIteration(ret)`.
+    pub n: usize,
+    /// The value it finishes with.
+    pub ret: Lit,
+    /// It has `send` (which prints and goes on as `__next__`).
+    pub send: bool,
+    /// It has `throw`, doing this.
+    pub throw: Option<ThrowMode>,
+    /// It has `close`; `Some(true)`: `close` raises `KeyError('closing')`.
+    pub close: Option<bool>,
+}
+
+impl Proto {
+    /// The methods as the Python side's `Proto` class takes them.
+    pub fn methods(&self) -> String {
+        let mut m = String::new();
+        if self.send {
+            m.push('s');
+        }
+        match self.throw {
+            Some(ThrowMode::Swallow) => m.push('t'),
+            Some(ThrowMode::Reraise) => m.push('r'),
+            Some(ThrowMode::Finish) => m.push('f'),
+            None => {}
+        }
+        match self.close {
+            Some(false) => m.push('c'),
+            Some(true) => m.push('C'),
+            None => {}
+        }
+        m
+    }
+}
+
 /// One statement of a generator body. `id`s number the blocks of a program so
 /// that the printed trace says which block ran.
 #[derive(Clone, Debug)]
@@ -147,6 +210,11 @@ pub enum Stmt {
     },
     /// `raise Class(msg)`.
     Raise(Raisable, String),
+    /// `raise Class(msg) from cause`.
+    RaiseFrom(Raisable, String, Cause),
+    /// `x = yield from Proto(...); print(f"fN obj-> {x!r}")`: delegation to
+    /// an object that is not a generator (pyfiber: `co.yield_from_object`).
+    YieldObject(Proto),
     /// `raise` (bare, re-raising what the enclosing handler caught).
     Reraise,
     /// `next(me())`, `me().throw(ValueError('self'))`, `me().close()` or
@@ -198,8 +266,12 @@ pub enum Step {
     Next,
     /// `g.send(v)`.
     Send(Lit),
-    /// `g.throw(Class(arg))`.
+    /// `t = Class(arg); g.throw(t)`: the bodies and the driver print whether
+    /// an exception they see is `t`.
     Throw(Raisable, Lit),
+    /// `g.throw(t)` again: the same object thrown once more (a step with no
+    /// `t` yet is not generated).
+    Rethrow,
     /// `g.close()` (as Python 3.13 defines its value; see NOTES.md).
     Close,
     /// `inspect.getgeneratorstate(g)`.
@@ -331,6 +403,9 @@ struct Scope {
     blocks: usize,
     /// Inside an `except` handler: a bare `raise` is allowed.
     in_handler: bool,
+    /// The block number of the innermost enclosing handler's `try`, whose
+    /// exception `raise ... from eN` names.
+    handler: Option<usize>,
     /// The function lets `GeneratorExit` pass untouched, and may delegate on
     /// the same fiber (see [`Gen::program`]).
     clean: bool,
@@ -410,6 +485,7 @@ impl<'r> Gen<'r> {
             depth: 0,
             blocks: 0,
             in_handler: false,
+            handler: None,
             clean,
             top_fiber: true,
         });
@@ -437,7 +513,7 @@ impl<'r> Gen<'r> {
             steps.push(Step::Next);
         }
         while steps.len() < n {
-            let step = match self.below(100) {
+            let step = match self.below(110) {
                 0..=34 => Step::Next,
                 35..=59 => Step::Send(self.lit()),
                 60..=79 => {
@@ -464,7 +540,10 @@ impl<'r> Gen<'r> {
                     Step::Throw(kind, arg)
                 }
                 80..=88 => Step::Close,
-                _ => Step::State,
+                89..=99 => Step::State,
+                // Only after a throw, so that there is a `t`.
+                _ if steps.iter().any(|s| matches!(s, Step::Throw(..))) => Step::Rethrow,
+                _ => Step::Next,
             };
             steps.push(step);
         }
@@ -489,7 +568,7 @@ impl<'r> Gen<'r> {
             return Stmt::Return(self.expr());
         }
         loop {
-            match self.below(100) {
+            match self.below(112) {
                 0..=31 => return Stmt::Yield(self.expr()),
                 32..=34 => return Stmt::Print(self.id()),
                 35..=41 => {
@@ -513,6 +592,25 @@ impl<'r> Gen<'r> {
                     return Stmt::Raise(kind, self.message());
                 }
                 89..=91 if scope.in_handler => return Stmt::Reraise,
+                // `raise .. from ..`: in a handler the cause may be what it
+                // caught; anywhere, `from None` or a new exception.
+                100..=104 => {
+                    let kind = [Raisable::ValueError, Raisable::KeyError, Raisable::MyError]
+                        [self.below(3)];
+                    let msg = self.message();
+                    let cause = match (self.below(3), scope.handler) {
+                        (0, Some(id)) | (1, Some(id)) => Cause::Caught(id),
+                        (0, None) => Cause::Nothing,
+                        (1, None) | (2, _) if self.chance(50) => Cause::Nothing,
+                        _ => Cause::New(
+                            [Raisable::ValueError, Raisable::KeyError, Raisable::MyError]
+                                [self.below(3)],
+                            self.message(),
+                        ),
+                    };
+                    return Stmt::RaiseFrom(kind, msg, cause);
+                }
+                105..=111 => return Stmt::YieldObject(self.proto(scope.clean)),
                 92..=93 => {
                     let ops = [Poke::Next, Poke::State, Poke::Throw, Poke::Close];
                     let may_throw = scope.top_fiber && !(scope.depth > 0 && scope.in_handler);
@@ -522,6 +620,36 @@ impl<'r> Gen<'r> {
                 94..=98 => return Stmt::Return(self.expr()),
                 _ => continue,
             }
+        }
+    }
+
+    /// An object to delegate to, with a random set of the optional methods.
+    /// A clean function's object does not raise from `close` (something
+    /// else than GeneratorExit leaving a `yield from` could be caught, and a
+    /// clean function must not survive being closed; see [`Gen::program`]).
+    fn proto(&mut self, clean: bool) -> Proto {
+        let id = self.id();
+        let n = self.range(0, 3);
+        let ret = self.lit();
+        let send = self.chance(50);
+        let throw = match self.below(4) {
+            0 => None,
+            1 => Some(ThrowMode::Swallow),
+            2 => Some(ThrowMode::Reraise),
+            _ => Some(ThrowMode::Finish),
+        };
+        let close = match self.below(4) {
+            0 | 1 => None,
+            3 if !clean => Some(true),
+            _ => Some(false),
+        };
+        Proto {
+            id,
+            n,
+            ret,
+            send,
+            throw,
+            close,
         }
     }
 
@@ -541,6 +669,7 @@ impl<'r> Gen<'r> {
             depth: scope.depth + 1,
             blocks: 0,
             in_handler: false,
+            handler: None,
             clean,
             top_fiber: scope.top_fiber && how == Delegation::SameFiber,
         });
@@ -580,11 +709,12 @@ impl<'r> Gen<'r> {
             ][first + self.below(classes - first)];
             let mut handler = self.body(Scope {
                 in_handler: true,
+                handler: Some(id),
                 ..inner
             });
             // `except GeneratorExit: return v` is how close() gets a value
             // back (Python 3.13); make it common enough to be met.
-            if matches!(catch, Catch::GeneratorExit | Catch::BaseException) && self.chance(30) {
+            if matches!(catch, Catch::GeneratorExit | Catch::BaseException) && self.chance(40) {
                 handler.push(Stmt::Return(Expr::Lit(Lit::Int(self.below(100) as i64))));
             }
             handlers.push((catch, handler));
@@ -595,6 +725,7 @@ impl<'r> Gen<'r> {
             } else {
                 self.body(Scope {
                     in_handler: false,
+                    handler: None,
                     ..inner
                 })
             })

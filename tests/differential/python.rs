@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use pyfiber::value::str_repr;
 
-use super::program::{Delegation, Expr, Func, Lit, Poke, Program, Raisable, Step, Stmt};
+use super::program::{Cause, Delegation, Expr, Func, Lit, Poke, Program, Raisable, Step, Stmt};
 
 /// Helpers the cases call. `call` and `line` fix the trace format the Rust
 /// driver reproduces; `close313` is `generator.close()` as Python 3.13
@@ -36,6 +36,85 @@ def untrace():
     e = sys.exc_info()[1]
     if e is not None:
         e.__traceback__ = None
+
+def cline(x):
+    return "None" if x is None else line(x)
+
+THROWING = False
+
+def throwing(on):
+    # The driver has called throw() or close() (or the finalizer closes g).
+    global THROWING
+    THROWING = on
+
+def info(e, t):
+    # What the trace shows of an exception besides its line: its chain and
+    # whether it is the driver's last thrown object `t`. The context of one
+    # thrown in (t, GeneratorExit), and of anything once the driver has
+    # thrown or closed, is not shown while pyfiber lacks CPython's
+    # per-generator handled exceptions (see interp.rs, THROWN_CONTEXT).
+    hide = THROWING or e is t or isinstance(e, GeneratorExit)
+    ctx = "?" if hide and not THROWN_CONTEXT else cline(e.__context__)
+    s = f"ctx={ctx} cause={cline(e.__cause__)}"
+    if e.__suppress_context__:
+        s += " sup"
+    if e is t:
+        s += " is-t"
+    return s
+
+def step(label, t, f, *args, thrown=False):
+    # `call` for the driver: an exception also shows its chain.
+    if thrown:
+        throwing(True)
+    try:
+        v = f(*args)
+    except BaseException as e:
+        print(f"{label} !! {line(e)} {info(e, t)}")
+    else:
+        print(f"{label} -> {v!r}")
+
+class Proto:
+    # An object with the iterator protocol and some of send/throw/close,
+    # looked up by `yield from` as it needs them (instance attributes count).
+    def __init__(self, name, n, ret, methods):
+        self.name, self.n, self.ret, self.i = name, n, ret, 0
+        if "s" in methods:
+            self.send = self._send
+        if "t" in methods:
+            self.throw = self._throw_swallow
+        if "r" in methods:
+            self.throw = self._throw_reraise
+        if "f" in methods:
+            self.throw = self._throw_finish
+        if "c" in methods:
+            self.close = self._close
+        if "C" in methods:
+            self.close = self._close_raise
+    def __iter__(self):
+        return self
+    def __next__(self):
+        self.i += 1
+        print(f"{self.name} next {self.i}")
+        if self.i > self.n:
+            raise StopIteration(self.ret)
+        return self.i
+    def _send(self, v):
+        print(f"{self.name} send {v!r}")
+        return self.__next__()
+    def _throw_swallow(self, e):
+        print(f"{self.name} throw {line(e)}")
+        return self.__next__()
+    def _throw_reraise(self, e):
+        print(f"{self.name} throw {line(e)}")
+        raise e
+    def _throw_finish(self, e):
+        print(f"{self.name} throw {line(e)}")
+        raise StopIteration(self.ret)
+    def _close(self):
+        print(f"{self.name} close")
+    def _close_raise(self):
+        print(f"{self.name} close")
+        raise KeyError("closing")
 
 def poke(name, me, op):
     # The running generator touching itself through a weak reference (a
@@ -98,6 +177,7 @@ pub fn step_label(step: &Step) -> String {
         Step::Next => "next".into(),
         Step::Send(v) => format!("send({})", lit(v)),
         Step::Throw(kind, arg) => format!("throw({})", raisable(*kind, arg)),
+        Step::Rethrow => "rethrow".into(),
         Step::Close => "close".into(),
         Step::State => "state".into(),
     }
@@ -107,7 +187,7 @@ pub fn step_label(step: &Step) -> String {
 /// function a generator).
 fn yields(body: &[Stmt]) -> bool {
     body.iter().any(|s| match s {
-        Stmt::Yield(_) | Stmt::YieldList(_) | Stmt::YieldFrom { .. } => true,
+        Stmt::Yield(_) | Stmt::YieldList(_) | Stmt::YieldFrom { .. } | Stmt::YieldObject(_) => true,
         Stmt::Try {
             body,
             handlers,
@@ -195,11 +275,15 @@ impl Writer<'_> {
                 self.line(indent + 1, &format!("print(\"{name} try#{id}\")"));
                 self.block(indent + 1, name, body);
                 for (catch, handler) in handlers {
-                    self.line(indent, &format!("except {} as e:", catch.python()));
+                    // `eN`, not `e`: a nested handler's `as e` would unbind
+                    // the name a later `raise .. from eN` of this one uses.
+                    self.line(indent, &format!("except {} as e{id}:", catch.python()));
                     self.line(indent + 1, "untrace()");
                     self.line(
                         indent + 1,
-                        &format!("print(f\"{name} except#{id} {{line(e)}}\")"),
+                        &format!(
+                            "print(f\"{name} except#{id} {{line(e{id})}} {{info(e{id}, t)}}\")"
+                        ),
                     );
                     self.block(indent + 1, name, handler);
                 }
@@ -220,6 +304,33 @@ impl Writer<'_> {
                 indent,
                 &format!("raise {}", raisable(*kind, &Lit::Str(msg.clone()))),
             ),
+            Stmt::RaiseFrom(kind, msg, cause) => {
+                let cause = match cause {
+                    Cause::Caught(id) => format!("e{id}"),
+                    Cause::Nothing => "None".into(),
+                    Cause::New(k, m) => raisable(*k, &Lit::Str(m.clone())),
+                };
+                self.line(
+                    indent,
+                    &format!(
+                        "raise {} from {cause}",
+                        raisable(*kind, &Lit::Str(msg.clone()))
+                    ),
+                )
+            }
+            Stmt::YieldObject(p) => {
+                self.line(
+                    indent,
+                    &format!(
+                        "x = yield from Proto(\"{name} obj#{}\", {}, {}, \"{}\")",
+                        p.id,
+                        p.n,
+                        lit(&p.ret),
+                        p.methods()
+                    ),
+                );
+                self.line(indent, &format!("print(f\"{name} obj-> {{x!r}}\")"));
+            }
             Stmt::Reraise => self.line(indent, "raise"),
             Stmt::Poke(op) => {
                 let op = match op {
@@ -240,16 +351,23 @@ impl Writer<'_> {
         for step in &self.program.steps {
             let label = str_repr(&step_label(step));
             let text = match step {
-                Step::Next => format!("call({label}, next, g)"),
-                Step::Send(v) => format!("call({label}, g.send, {})", lit(v)),
+                Step::Next => format!("step({label}, t, next, g)"),
+                Step::Send(v) => format!("step({label}, t, g.send, {})", lit(v)),
                 Step::Throw(kind, arg) => {
-                    format!("call({label}, g.throw, {})", raisable(*kind, arg))
+                    self.line(indent, &format!("t = {}", raisable(*kind, arg)));
+                    format!("step({label}, t, g.throw, t, thrown=True)")
                 }
-                Step::Close => format!("call({label}, close313, g)"),
+                // A shrunk driver may have lost the throw that made `t`.
+                Step::Rethrow => format!(
+                    "step({label}, t, g.throw, t, thrown=True) if t is not None \
+                     else print(\"rethrow: no t\")"
+                ),
+                Step::Close => format!("step({label}, t, close313, g, thrown=True)"),
                 Step::State => format!("print({label}, inspect.getgeneratorstate(g))"),
             };
             self.line(indent, &text);
         }
+        self.line(indent, "throwing(True)  # the finalizer closes g");
         self.line(indent, "del g");
     }
 }
@@ -261,6 +379,8 @@ pub fn case_source(n: usize, program: &Program) -> String {
         program,
     };
     w.line(0, &format!("def case_{n}():"));
+    w.line(1, "t = None  # the driver's last thrown exception");
+    w.line(1, "throwing(False)");
     // Only what `f0` can reach (a shrunk case may leave functions behind).
     let reachable = program.reachable();
     for (f, _) in program.funcs.iter().zip(reachable).filter(|(_, r)| *r) {
@@ -275,7 +395,15 @@ pub fn case_source(n: usize, program: &Program) -> String {
 /// finalizer prints inside its own case (the youngest generation is enough:
 /// a case's cycles are all made during the case).
 pub fn script(cases: &[(usize, String)]) -> String {
-    let mut s = String::from(PRELUDE);
+    let mut s = format!(
+        "THROWN_CONTEXT = {}\n",
+        if super::interp::THROWN_CONTEXT {
+            "True"
+        } else {
+            "False"
+        }
+    );
+    s.push_str(PRELUDE);
     for (_, source) in cases {
         s.push('\n');
         s.push_str(source);
