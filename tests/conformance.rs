@@ -4877,7 +4877,10 @@ mod handled_exception_does_not_leak_across_yield {
 /// down the whole stack of handled exceptions), but not of one thrown into
 /// a generator that is not itself handling anything: `throw()` chains only
 /// to the generator's own handled exception, replacing a context the thrown
-/// one had.
+/// one had. What comes back out of a delegate's `throw()` (a PEP 479
+/// RuntimeError, an exception the sub raised in its handler) is chained
+/// again, to the delegator's own handled exception; an object's `close()`
+/// raising is chained as raised by the caller.
 mod throw_chains_only_to_the_generators_own_handled {
     use super::*;
     pub const PY: &str = r#"
@@ -4916,7 +4919,57 @@ mod throw_chains_only_to_the_generators_own_handled {
     except KeyError as e:
         chain(e)
         print("is k:", e is k)
+    def sub():
+        try:
+            yield "s"
+        except ValueError:
+            raise KeyError("sub")
+    def outer():
+        try:
+            raise MyError("outer's")
+        except MyError:
+            while True:
+                try:
+                    yield from sub()
+                except RuntimeError as e:
+                    chain(e)
+                except KeyError as e:
+                    chain(e)
+    g = outer()
+    next(g)
+    g.throw(StopIteration("s"))
+    g.throw(ValueError("v"))
+    class Obj:
+        def __iter__(self):
+            return self
+        def __next__(self):
+            return 1
+        def close(self):
+            raise KeyError("closing")
+    def outer2():
+        try:
+            yield from Obj()
+        except KeyError as e:
+            chain(e)
+    try:
+        raise TypeError("caller")
+    except TypeError:
+        g = outer2()
+        next(g)
+        g.close()
     "#;
+    struct Obj;
+    impl pyfiber::Protocol for Obj {
+        fn type_name(&self) -> &str {
+            "Obj"
+        }
+        fn next(&self) -> PyResult<Value> {
+            Ok(1.into())
+        }
+        fn close(&self) -> Option<PyResult<Value>> {
+            Some(Err(KeyError.new(("closing",))))
+        }
+    }
     pub fn rust() {
         let g = Generator::new(|co| {
             co.yield_(1.into()).except(&ValueError, |e| {
@@ -4952,6 +5005,40 @@ mod throw_chains_only_to_the_generators_own_handled {
                 chain(&e);
                 out!("is k: {}", py_bool(e.is(&k)));
                 Ok(Value::None)
+            })
+            .unwrap();
+        let my = ExceptionClass::named("MyError");
+        let g = Generator::new(move |co| {
+            Err::<Value, _>(my_error("outer's")).except(my, |_| loop {
+                let sub = Generator::new(|co| {
+                    co.yield_("s".into())
+                        .except(&ValueError, |_| Err(KeyError.new(("sub",))))
+                });
+                co.yield_from(&sub)
+                    .except(&RuntimeError, |e| {
+                        chain(&e);
+                        Ok(Value::None)
+                    })
+                    .except(&KeyError, |e| {
+                        chain(&e);
+                        Ok(Value::None)
+                    })?;
+            })
+        });
+        g.next().unwrap();
+        let _ = g.throw(StopIteration.new(("s",)));
+        let _ = g.throw(ValueError.new(("v",)));
+        drop(g);
+        Err::<Value, _>(TypeError.new(("caller",)))
+            .except(&TypeError, |_| {
+                let g = Generator::new(|co| {
+                    co.yield_from_object(Rc::new(Obj)).except(&KeyError, |e| {
+                        chain(&e);
+                        Ok(Value::None)
+                    })
+                });
+                g.next().unwrap();
+                g.close()
             })
             .unwrap();
     }
