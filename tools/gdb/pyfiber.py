@@ -400,7 +400,34 @@ class PyfiberStep(gdb.Command):
             # Out of Co::yield_ (or yield from's loop) into the body: gdb
             # finishes the body's `yield` line and stops on the next one.
             step_out_to_body()
+            leave_the_yield_line()
         gdb.execute("frame")
+
+
+def leave_the_yield_line(limit=20):
+    """In a release build `Co::yield_` is inlined, and the first body
+    instruction after the switch back can still belong to the yield's own
+    statement (`let chunk = co.yield_(...)` storing its result): `next` over
+    the rest of that statement, to the line after the yield, as a debug
+    build and pdb stop."""
+    if gdb.lookup_global_symbol("pyfiber::generator::Co::yield_") is not None:
+        return  # out of line (a debug build): `step` already left its line
+    sal = gdb.selected_frame().find_sal()
+    if sal.symtab is None:
+        return
+    try:
+        with open(sal.symtab.fullname()) as f:
+            text = f.readlines()[sal.line - 1]
+    except (OSError, IndexError):
+        return
+    if "yield_" not in text:
+        return
+    start = sal.line
+    with Quiet():
+        for _ in range(limit):
+            gdb.execute("next", to_string=True)
+            if gdb.selected_frame().find_sal().line != start:
+                return
 
 
 # ------------------------------------------------------------- pyfiber finish
