@@ -46,6 +46,12 @@ struct Args {
     /// Limit concurrent connections.
     #[arg(long = "max_tasks", value_name = "N", default_value_t = 100)]
     max_tasks: usize,
+    /// Limit connection pool size: the most connections open at once;
+    /// workers past it wait their turn before connecting. Default: the
+    /// --max_tasks value, so no worker waits (the chapter's Crawler pairs
+    /// them, max_tasks=10 and max_pool=10).
+    #[arg(long = "max_pool", value_name = "N")]
+    max_pool: Option<usize>,
     /// Queue at most this many URLs in all (roots included); further links
     /// are counted, not followed.
     #[arg(long = "max_pages", value_name = "N", default_value_t = CrawlerOptions::default().max_pages)]
@@ -114,6 +120,12 @@ fn check(args: &Args) -> Result<(Duration, Duration), String> {
             "--delay must be between 0 and 3600 seconds, got {}",
             args.delay
         ));
+    }
+    if args.max_pool == Some(0) {
+        return Err(
+            "--max_pool must be at least 1: with no connection allowed, no URL could be fetched"
+                .into(),
+        );
     }
     Ok((
         Duration::from_secs_f64(args.timeout),
@@ -234,6 +246,7 @@ fn run(args: Args, timeout: Duration, delay: Duration) -> Result<ExitCode, Strin
         max_redirect: args.max_redirect,
         max_tries: args.max_tries,
         max_tasks: args.max_tasks,
+        max_pool: args.max_pool,
         timeout,
         max_body: CrawlerOptions::default().max_body,
         log_level,
@@ -313,6 +326,9 @@ fn compare_with_python(
         .arg(format!("--max_tasks={}", args.max_tasks))
         .arg(format!("--timeout={}", args.timeout))
         .arg("-q");
+    if let Some(max_pool) = args.max_pool {
+        cmd.arg(format!("--max_pool={max_pool}"));
+    }
     if let Some(exclude) = &args.exclude {
         cmd.arg(format!("--exclude={exclude}"));
     }

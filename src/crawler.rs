@@ -46,6 +46,7 @@
 //! - lenient host matching joins the last two labels with a dot (the chapter
 //!   joins them with nothing, so `ab.c` and `a.bc` matched).
 
+pub mod pool;
 pub mod queue;
 pub mod report;
 
@@ -79,6 +80,7 @@ use crate::selector::{EVENT_READ, EVENT_WRITE};
 use crate::task::Task;
 use crate::value::{str_repr, Value};
 
+pub use pool::ConnectionPool;
 pub use queue::Queue;
 pub use report::{report, report_json, url_report, Stats};
 
@@ -140,8 +142,13 @@ pub struct CrawlerOptions {
     pub max_redirect: usize,
     /// `--max_tries`: how many times a request is tried on connection errors.
     pub max_tries: usize,
-    /// `--max_tasks`: how many worker coroutines, hence connections at once.
+    /// `--max_tasks`: how many worker coroutines fetch at once.
     pub max_tasks: usize,
+    /// `--max_pool`: the most connections open at once ([`ConnectionPool`]);
+    /// workers past it wait for a place before they connect. `None` (the
+    /// default) is `max_tasks`, so no worker waits: the chapter's `Crawler`
+    /// pairs them so (`max_tasks=10, max_pool=10`).
+    pub max_pool: Option<usize>,
     /// Deadline of one request, from `connect` to the last byte.
     pub timeout: Duration,
     /// Largest response accepted, head and body; a larger one is an error.
@@ -182,6 +189,7 @@ impl Default for CrawlerOptions {
             max_redirect: 10,
             max_tries: 4,
             max_tasks: 100,
+            max_pool: None,
             timeout: Duration::from_secs(10),
             max_body: 16 << 20,
             log_level: 0,
@@ -299,6 +307,8 @@ pub struct Crawler {
     pub max_tries: usize,
     /// `self.max_tasks`.
     pub max_tasks: usize,
+    /// `self.pool`: the cap on connections open at once.
+    pub pool: ConnectionPool,
     timeout: Duration,
     max_body: usize,
     log_level: u8,
@@ -578,7 +588,7 @@ impl Crawler {
     ///
     /// Raises `ValueError` naming what is wrong for: no roots, a root that is
     /// not an http(s) URL with a host, an `exclude` that is not a regex, or a
-    /// zero `max_tasks`/`max_tries`.
+    /// zero `max_tasks`/`max_pool`/`max_tries`.
     pub fn new(roots: &[impl AsRef<str>], options: CrawlerOptions) -> PyResult<Rc<Crawler>> {
         if roots.is_empty() {
             return Err(Exception::ValueError("no root URLs to crawl".into()));
@@ -589,6 +599,7 @@ impl Crawler {
         if options.max_tries == 0 {
             return Err(Exception::ValueError("max_tries must be at least 1".into()));
         }
+        let pool = ConnectionPool::new(options.max_pool.unwrap_or(options.max_tasks))?;
         let exclude = match &options.exclude {
             Some(pattern) => Some(Regex::new(pattern).map_err(|e| {
                 Exception::ValueError(format!(
@@ -636,6 +647,7 @@ impl Crawler {
             max_redirect: options.max_redirect,
             max_tries: options.max_tries,
             max_tasks: options.max_tasks,
+            pool,
             timeout: options.timeout,
             max_body: options.max_body,
             log_level: options.log_level,
@@ -846,6 +858,11 @@ impl Crawler {
     /// response to the end. Returns the response, or raises what went wrong
     /// (the socket is closed either way, when `conn` is dropped).
     fn fetch_once(&self, co: &Co<'_>, host: &str, port: u16, target: &str) -> PyResult<Response> {
+        // A place in the pool first (`--max_pool`), held until `conn` has
+        // closed its socket (locals drop in reverse order). The request's
+        // deadline starts after it, at the connect: waiting in line is not
+        // the request's time.
+        let _place = self.pool.reserve(co)?;
         let conn = Connection::connect(co, host, port, self.timeout)?;
         let host_header = if port == 80 {
             host.to_string()
@@ -1177,6 +1194,7 @@ impl fmt::Debug for Crawler {
             .field("max_redirect", &self.max_redirect)
             .field("max_tries", &self.max_tries)
             .field("max_tasks", &self.max_tasks)
+            .field("max_pool", &self.pool.max_pool())
             .field("seen_urls", &self.seen_urls.borrow().len())
             .field("done", &self.done.borrow().len())
             .finish()

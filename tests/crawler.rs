@@ -1549,3 +1549,115 @@ fn max_tasks_past_the_machine_is_refused_up_front() {
     assert!(!err.contains("Task exception"), "{err}");
     assert!(output.stdout.is_empty());
 }
+
+/// `--max_pool`: connections open at once, apart from `--max_tasks`. Ten
+/// workers on a 111-page tree with three places: the server never sees more
+/// than three connections at once (without the cap it sees up to ten), every
+/// page still gets exactly one outcome, and every place is given back.
+#[test]
+fn max_pool_caps_the_connections_open_at_once() {
+    let crawl_with = |max_pool: Option<usize>| {
+        let server = tree_server(111, 10);
+        let crawler = crawl(
+            &[server.url("/")],
+            CrawlerOptions {
+                max_tasks: 10,
+                max_pool,
+                ..options()
+            },
+        );
+        let stats = server.stop();
+        (crawler, stats)
+    };
+    let (crawler, stats) = crawl_with(Some(3));
+    assert_eq!(crawler.done().len(), 111);
+    let distinct: std::collections::HashSet<String> =
+        crawler.done().iter().map(|s| s.url.clone()).collect();
+    assert_eq!(distinct.len(), 111, "one outcome per URL");
+    assert!(crawler.done().iter().all(|s| s.outcome() == Outcome::Html));
+    assert!(
+        stats.peak_concurrency <= 3,
+        "server saw {} connections at once with --max_pool 3",
+        stats.peak_concurrency
+    );
+    assert_eq!(
+        crawler.pool.peak(),
+        3,
+        "the cap is reached, not just respected"
+    );
+    assert_eq!(crawler.pool.in_use(), 0, "every place given back");
+
+    // The default is max_tasks: nobody waits, and the server sees more.
+    let (crawler, stats) = crawl_with(None);
+    assert_eq!(crawler.done().len(), 111);
+    assert_eq!(crawler.pool.max_pool(), 10);
+    assert!(
+        stats.peak_concurrency > 3,
+        "without the cap the ten workers overlap: peak {}",
+        stats.peak_concurrency
+    );
+
+    // 0 could never fetch anything: refused, by the library and the example.
+    let zero = Crawler::new(
+        &[String::from("http://127.0.0.1:1/")],
+        CrawlerOptions {
+            max_pool: Some(0),
+            ..options()
+        },
+    );
+    assert_eq!(
+        zero.err().map(|e| e.line()).as_deref(),
+        Some("ValueError: max_pool must be at least 1")
+    );
+    let output = support::example("crawl")
+        .args(["-q", "--max_pool", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("--max_pool must be at least 1"), "{err}");
+    let help = support::example("crawl").arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--max_pool <N>") && help.contains("connections open at once"),
+        "{help}"
+    );
+}
+
+/// The Python twin's `--max_pool` holds the same cap (an asyncio.Semaphore
+/// around each try), with one outcome per URL.
+#[test]
+fn the_python_twin_caps_its_connections_too() {
+    let server = tree_server(111, 10);
+    let output = std::process::Command::new("python3")
+        .arg(support::python_twin("crawl"))
+        .arg(server.url("/"))
+        .args(["-q", "--json", "--max_tasks", "10", "--max_pool", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    let stats = server.stop();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["done"].as_u64(), Some(111), "{report}");
+    let urls: std::collections::HashSet<&str> = report["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["url"].as_str())
+        .collect();
+    assert_eq!(urls.len(), 111, "one outcome per URL");
+    assert!(
+        stats.peak_concurrency <= 3,
+        "server saw {} connections at once",
+        stats.peak_concurrency
+    );
+    let refused = std::process::Command::new("python3")
+        .arg(support::python_twin("crawl"))
+        .args(["-q", "--max_pool", "0", "http://127.0.0.1:1/"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("max_pool must be at least 1"), "{err}");
+}
