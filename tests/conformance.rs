@@ -5506,6 +5506,179 @@ mod gi_yieldfrom_is_the_real_object {
     }
 }
 
+/// PEP 479 on a throw: the RuntimeError's `__cause__` (and `__context__`)
+/// is the very StopIteration object thrown, into a generator and through a
+/// delegation to the sub-generator that let it escape.
+mod pep479_cause_is_the_thrown_object {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        yield "s"
+    def outer():
+        yield from sub()
+    t = StopIteration("thrown")
+    g = outer()
+    next(g)
+    try:
+        g.throw(t)
+    except RuntimeError as e:
+        chain(e)
+        print("cause is t:", e.__cause__ is t, "context is t:", e.__context__ is t)
+    print(state(g))
+    "#;
+    fn sub(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s".into())
+    }
+    fn run(pep380: bool) {
+        let t = StopIteration.new(("thrown",));
+        let g = Generator::new(move |co| {
+            if pep380 {
+                co.yield_from(&Generator::new(sub))
+            } else {
+                co.yield_from_fn(sub)
+            }
+        });
+        g.next().unwrap();
+        g.throw(t.clone())
+            .except(&RuntimeError, |e| {
+                chain(&e);
+                out!(
+                    "cause is t: {} context is t: {}",
+                    py_bool(e.cause().is_some_and(|c| c.is(&t))),
+                    py_bool(e.context().is_some_and(|c| c.is(&t)))
+                );
+                Ok(Value::None)
+            })
+            .unwrap();
+        out!("{}", state(&g));
+    }
+    pub fn pep380() {
+        run(true)
+    }
+    pub fn same_fiber() {
+        run(false)
+    }
+}
+
+/// An exception passing through `finally` blocks and `except` clauses
+/// that do not match stays the same object with no context; one caught
+/// and re-raised inside a `finally` (a nested `try`) too.
+mod finally_keeps_the_pending_exception {
+    use super::*;
+    pub const PY: &str = r#"
+    t = ValueError("t")
+    def gen():
+        try:
+            try:
+                yield 1
+            except KeyError:
+                print("not this one")
+            finally:
+                print("inner finally")
+                try:
+                    raise TypeError("inside finally")
+                except TypeError as e:
+                    chain(e)
+        finally:
+            print("outer finally")
+    g = gen()
+    next(g)
+    try:
+        g.throw(t)
+    except ValueError as e:
+        print("is t:", e is t)
+        chain(e)
+    print(state(g))
+    "#;
+    pub fn rust() {
+        let t = ValueError.new(("t",));
+        let g = Generator::new(|co| {
+            co.yield_(1.into())
+                .except(&KeyError, |_| {
+                    out!("not this one");
+                    Ok(Value::None)
+                })
+                .finally(|| {
+                    out!("inner finally");
+                    Err::<(), _>(TypeError.new(("inside finally",))).except(&TypeError, |e| {
+                        chain(&e);
+                        Ok(())
+                    })
+                })
+                .finally(|| {
+                    out!("outer finally");
+                    Ok(())
+                })
+        });
+        g.next().unwrap();
+        g.throw(t.clone())
+            .except(&ValueError, |e| {
+                out!("is t: {}", py_bool(e.is(&t)));
+                chain(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+        out!("{}", state(&g));
+    }
+}
+
+/// An object's `throw` raising `KeyError from e`: the delegator catches it
+/// with the thrown object itself as `__cause__`, and the traceback shows
+/// the two.
+mod raise_from_in_an_objects_throw {
+    use super::*;
+    pub const PY: &str = r#"
+    t = ValueError("t")
+    class Wrapper:
+        def __iter__(self):
+            return self
+        def __next__(self):
+            return "w"
+        def throw(self, e):
+            raise KeyError("wrapped") from e
+    def outer():
+        try:
+            yield from Wrapper()
+        except KeyError as e:
+            chain(e)
+            print("cause is t:", e.__cause__ is t)
+            fmt(e)
+    g = outer()
+    next(g)
+    call("throw", g.throw, t)
+    "#;
+    struct Wrapper;
+    impl pyfiber::Protocol for Wrapper {
+        fn type_name(&self) -> &str {
+            "Wrapper"
+        }
+        fn next(&self) -> PyResult<Value> {
+            Ok("w".into())
+        }
+        fn throw(&self, e: Exception) -> Option<PyResult<Value>> {
+            Some(Err(KeyError.new(("wrapped",)).with_cause(e)))
+        }
+    }
+    pub fn rust() {
+        let t = ValueError.new(("t",));
+        let seen = t.clone();
+        let g = Generator::new(move |co| {
+            co.yield_from_object(Rc::new(Wrapper))
+                .except(&KeyError, |e| {
+                    chain(&e);
+                    out!(
+                        "cause is t: {}",
+                        py_bool(e.cause().is_some_and(|c| c.is(&seen)))
+                    );
+                    fmt(&e);
+                    Ok(Value::None)
+                })
+        });
+        g.next().unwrap();
+        call("throw", g.throw(t));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The registry: one `#[test]` per case, one python3 run for all of them
 // ---------------------------------------------------------------------------
@@ -5653,6 +5826,9 @@ cases! {
     object_finishes_with_value_from_any_method => [rust],
     yield_from_object_protocol_combinations => [rust],
     gi_yieldfrom_is_the_real_object => [rust],
+    pep479_cause_is_the_thrown_object => [pep380, same_fiber],
+    finally_keeps_the_pending_exception => [rust],
+    raise_from_in_an_objects_throw => [rust],
 }
 
 /// The suite itself: enough cases, unique names, and python3 ran every one
