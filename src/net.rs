@@ -15,6 +15,7 @@
 //! |---|---|
 //! | [`Socket`] | `socket.socket` (AF_INET, SOCK_STREAM) |
 //! | [`raise_nofile_limit`] | `resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))` |
+//! | [`reserve_fds`] | (none: grows the descriptor table in one step, for a process with threads) |
 //! | [`http_get_request`] | `'GET {} HTTP/1.0\r\nHost: {}\r\n\r\n'.format(url, host)` |
 //! | [`Response`], [`ResponseReader`], [`is_complete`] | `http.client.HTTPResponse` (status, reason, headers, body; chunked decoding; `100 Continue` skipped; obs-fold; parsed in one pass as it arrives) |
 //! | [`MAX_LINE`] | `http.client._MAXLINE` (65,536; past it, `LineTooLong`) |
@@ -37,4 +38,4 @@ pub use html::{
 pub use http::{
     fetch_blocking, http_get_request, is_complete, HttpVersion, Response, ResponseReader, MAX_LINE,
 };
-pub use socket::{nofile_limit, raise_nofile_limit, Socket, RLIM_INFINITY};
+pub use socket::{nofile_limit, raise_nofile_limit, reserve_fds, Socket, RLIM_INFINITY};

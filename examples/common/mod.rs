@@ -619,6 +619,13 @@ fn check_open_files(args: &Args, concurrency: Concurrency) {
             args.urls
         ));
     }
+    // One step of the descriptor table's growth now, before the clock,
+    // instead of one RCU wait per doubling while the sockets are opened
+    // (the flusher and signal threads make the process multi-threaded):
+    // see `net::reserve_fds`.
+    if let Err(e) = net::reserve_fds(needed as usize) {
+        eprintln!("warning: cannot reserve {needed} descriptors: {}", e.line());
+    }
 }
 
 /// One URL's outcome: its title (`None` when the page has no `<title>`),

@@ -37,7 +37,16 @@ struct Args {
     /// End with the stages' JSON line.
     #[arg(long)]
     json: bool,
+    /// Also print, on stderr, when the requests reached each moment
+    /// (started, connected, first byte, finished: seconds from the start,
+    /// min/p10/p50/p90/max), the moments the stages' `--json` timeline
+    /// records, so the phases of the two clients can be set side by side.
+    #[arg(long)]
+    phases: bool,
 }
+
+/// Seconds since the clock started at each of a request's moments.
+type Moments = [f64; 4];
 
 /// `http://HOST:PORT/PATH` → (`HOST:PORT`, `/PATH`).
 fn split(url: &str) -> Result<(String, String), String> {
@@ -56,12 +65,44 @@ fn title_of(raw: &[u8]) -> Result<String, String> {
     Ok(pyfiber::net::title(&html).unwrap_or_else(|| "None".to_string()))
 }
 
-async fn fetch(addr: SocketAddr, request: String) -> std::io::Result<Vec<u8>> {
+async fn fetch(
+    addr: SocketAddr,
+    request: String,
+    start: Instant,
+) -> std::io::Result<(Vec<u8>, Moments)> {
+    let started = start.elapsed().as_secs_f64();
     let mut sock = TcpStream::connect(addr).await?;
+    let connected = start.elapsed().as_secs_f64();
     sock.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
+    sock.readable().await?;
+    let first_byte = start.elapsed().as_secs_f64();
     sock.read_to_end(&mut response).await?;
-    Ok(response)
+    let finished = start.elapsed().as_secs_f64();
+    Ok((response, [started, connected, first_byte, finished]))
+}
+
+/// `--phases`: each moment's spread over the requests that finished.
+fn print_phases(moments: &[Moments]) {
+    if moments.is_empty() {
+        return;
+    }
+    for (k, name) in ["started", "connected", "first_byte", "finished"]
+        .iter()
+        .enumerate()
+    {
+        let mut v: Vec<f64> = moments.iter().map(|m| m[k]).collect();
+        v.sort_by(f64::total_cmp);
+        let at = |q: usize| v[(v.len() - 1) * q / 100];
+        eprintln!(
+            "{name:<10} min {:.3} p10 {:.3} p50 {:.3} p90 {:.3} max {:.3}",
+            at(0),
+            at(10),
+            at(50),
+            at(90),
+            at(100)
+        );
+    }
 }
 
 fn main() -> ExitCode {
@@ -98,29 +139,30 @@ fn main() -> ExitCode {
     let timeout = Duration::from_secs_f64(args.timeout);
     let start = Instant::now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let (ok, errors) = rt.block_on(async {
+    let (ok, errors, moments) = rt.block_on(async {
         let handles: Vec<_> = jobs
             .into_iter()
             .map(|(url, addr, req)| {
                 tokio::spawn(async move {
-                    let got = tokio::time::timeout(timeout, fetch(addr, req)).await;
-                    let title = match got {
-                        Ok(Ok(raw)) => title_of(&raw),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("TimeoutError: timed out".to_string()),
+                    let got = tokio::time::timeout(timeout, fetch(addr, req, start)).await;
+                    let (title, moments) = match got {
+                        Ok(Ok((raw, moments))) => (title_of(&raw), Some(moments)),
+                        Ok(Err(e)) => (Err(e.to_string()), None),
+                        Err(_) => (Err("TimeoutError: timed out".to_string()), None),
                     };
-                    (url, title)
+                    (url, title, moments)
                 })
             })
             .collect();
-        let (mut ok, mut errors) = (0usize, 0usize);
+        let (mut ok, mut errors, mut moments) = (0usize, 0usize, Vec::new());
         for h in handles {
             match h.await {
-                Ok((url, Ok(title))) => {
+                Ok((url, Ok(title), m)) => {
                     ok += 1;
+                    moments.extend(m);
                     let _ = writeln!(out, "result: {url} {title}");
                 }
-                Ok((url, Err(e))) => {
+                Ok((url, Err(e), _)) => {
                     errors += 1;
                     let _ = writeln!(out, "error: {url} {e}");
                 }
@@ -130,9 +172,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        (ok, errors)
+        (ok, errors, moments)
     });
     let seconds = start.elapsed().as_secs_f64();
+    if args.phases {
+        print_phases(&moments);
+    }
     let n = args.urls;
     let _ = writeln!(out, "Request Times: {n}, Total Cost: {seconds:.6} seconds");
     if args.json {
