@@ -320,6 +320,19 @@ fn the_blocking_flag_the_socket_knows_is_the_kernels() {
 }
 
 #[test]
+fn reserve_fds_grows_the_table_within_the_limit() {
+    let (soft, _) = pyfiber::net::raise_nofile_limit().unwrap();
+    pyfiber::net::reserve_fds(0).unwrap();
+    pyfiber::net::reserve_fds(2048.min(soft as usize)).unwrap();
+    // It leaves no descriptor behind: the next socket takes a low number.
+    assert!(Socket::new().unwrap().fileno() < 1024);
+    if soft < (i32::MAX as u64) {
+        let err = pyfiber::net::reserve_fds(soft as usize + 1).unwrap_err();
+        assert_eq!(err.line(), "OSError: [Errno 22] Invalid argument");
+    }
+}
+
+#[test]
 fn fileno_and_fd_traits_agree() {
     use std::os::fd::{AsFd, AsRawFd};
     let sock = Socket::new().unwrap();
