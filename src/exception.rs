@@ -623,7 +623,9 @@ impl Exception {
     /// replaces it.
     fn chain_handled(&self, handled: &Exception) {
         let start = handled.obj.handler_start.get();
-        if self.obj.context.borrow().is_some() && self.obj.context_stamp.get() >= start {
+        // A stamp without a context: raised (thrown) during the handler
+        // with nothing to chain to then; that stays too.
+        if self.obj.context_stamp.get() >= start {
             return;
         }
         self.chain(handled);
@@ -774,6 +776,75 @@ thread_local! {
     /// Ticks once as each handler starts: what tells a context set during a
     /// handler from one set before it ([`Exception::chain_handled`]).
     static CLOCK: Cell<u64> = const { Cell::new(0) };
+    /// `HANDLING`'s length, kept beside it in a plain `Cell`: what a send
+    /// reads before and after the switch to see whether the body left
+    /// handlers open across its yield (one load each, where the `Vec`'s
+    /// length would be a `RefCell` borrow).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many exceptions are being handled on this thread: the mark a send
+/// takes before it resumes a body ([`take_handled_above`]).
+#[inline(always)]
+pub(crate) fn handled_depth() -> usize {
+    DEPTH.with(Cell::get)
+}
+
+/// CPython's `gi_exc_state`, saved at a yield: the exceptions a generator
+/// body is handling when it suspends (it yielded inside `except` or
+/// `finally`) leave the thread's stack with it, innermost last, so the
+/// caller's `sys.exc_info()` and its chaining no longer see them.
+#[cold]
+#[inline(never)]
+pub(crate) fn take_handled_above(mark: usize) -> Vec<Exception> {
+    let taken: Vec<Exception> = HANDLING.with(|h| {
+        let mut h = h.borrow_mut();
+        let mark = mark.min(h.len());
+        h.drain(mark..).collect()
+    });
+    DEPTH.with(|d| d.set(mark.min(d.get())));
+    taken
+}
+
+/// CPython's `_PyErr_ChainStackItem`, for an exception raised into a
+/// generator at its yield (by `throw()`, or coming back out of its
+/// delegate's `throw()` or `close()`): it is chained to the exception the
+/// generator's own frame is handling, the innermost above `mark` (the depth
+/// when the generator was resumed), replacing any context it had; with
+/// none, its context stays. Either way it counts as raised now, so the
+/// handlers it meets later do not chain it again to the caller's
+/// exceptions (a thrown exception is not "raised while the caller handles
+/// one", whatever the caller was doing).
+///
+/// `thrown` is false for an exception that comes back out of a delegate:
+/// it was raised in there and already chained as pyfiber could, so with no
+/// own handled exception it is left as it is.
+#[cold]
+#[inline(never)]
+pub(crate) fn chain_to_own_handled(exc: &Exception, mark: usize, thrown: bool) {
+    let own = HANDLING.with(|h| {
+        let h = h.borrow();
+        if h.len() > mark {
+            h.last().cloned()
+        } else {
+            None
+        }
+    });
+    match own {
+        Some(own) => exc.chain(&own),
+        None if thrown => exc.obj.context_stamp.set(CLOCK.with(Cell::get)),
+        None => {}
+    }
+}
+
+/// `gi_exc_state` pushed back as its generator resumes: its body's
+/// handlers see their exceptions again, on top of the caller's.
+#[cold]
+#[inline(never)]
+pub(crate) fn restore_handled(saved: Vec<Exception>) {
+    let n = saved.len();
+    HANDLING.with(|h| h.borrow_mut().extend(saved));
+    DEPTH.with(|d| d.set(d.get() + n));
 }
 
 /// `sys.exc_info()[1]`: the exception whose handler is running, if any.
@@ -791,6 +862,7 @@ fn handling<R>(e: &Exception, f: impl FnOnce() -> R) -> R {
     impl Drop for Pop {
         fn drop(&mut self) {
             HANDLING.with(|h| h.borrow_mut().pop());
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
             self.0.obj.handler_start.set(self.1);
         }
     }
@@ -803,6 +875,7 @@ fn handling<R>(e: &Exception, f: impl FnOnce() -> R) -> R {
     });
     let before = e.obj.handler_start.replace(start);
     HANDLING.with(|h| h.borrow_mut().push(e.clone()));
+    DEPTH.with(|d| d.set(d.get() + 1));
     let _pop = Pop(e.clone(), before);
     f()
 }

@@ -308,6 +308,15 @@ struct Inner {
     /// Borrowed mutably only while the fiber runs; `state == Running` is what
     /// guarantees nobody else tries, so the borrow never fails.
     frame: RefCell<Frame>,
+    /// `gi_exc_state`: the exceptions the body is handling while it is
+    /// suspended (it yielded inside an `except` or `finally`), innermost
+    /// last; `exc_saved` says whether there are any, so a send checks a
+    /// flag rather than borrowing the list. See [`Inner::exc_state_in`].
+    exc_state: RefCell<Vec<Exception>>,
+    exc_saved: Cell<bool>,
+    /// The depth of the thread's handled exceptions when the body was last
+    /// resumed: those above it are the body's own (`chain_to_own_handled`).
+    exc_mark: Cell<usize>,
 }
 
 /// A Python generator object.
@@ -406,6 +415,9 @@ impl Generator {
             yieldfrom: RefCell::new(None),
             delegating: Cell::new(false),
             frame: RefCell::new(Frame::NotStarted(Box::new(body))),
+            exc_state: RefCell::new(Vec::new()),
+            exc_saved: Cell::new(false),
+            exc_mark: Cell::new(0),
         }))
     }
 
@@ -486,7 +498,12 @@ impl Generator {
             let Some(YieldFrom::Generator(sub)) = &*yieldfrom else {
                 unreachable!("`delegating` is set only while yielding from a generator")
             };
-            sub.send_wire(w)
+            // The delegator is running, so what it is handling is on the
+            // stack while its sub-generator runs, as in CPython.
+            let mark = self.0.exc_state_in();
+            let step = sub.send_wire(w);
+            self.0.exc_state_out(mark);
+            step
         };
         std::mem::forget(guard);
         self.0.state.set(GenState::Suspended);
@@ -745,7 +762,9 @@ impl Inner {
         };
 
         self.state.set(GenState::Running);
+        let mark = self.exc_state_in();
         let result = fiber.resume(Wire::from_resume(input));
+        self.exc_state_out(mark);
         std::mem::forget(guard);
 
         match result {
@@ -768,7 +787,9 @@ impl Inner {
             unreachable!("a suspended generator has a fiber")
         };
         self.state.set(GenState::Running);
+        let mark = self.exc_state_in();
         let result = fiber.resume(w);
+        self.exc_state_out(mark);
         std::mem::forget(guard);
         match result {
             CoroutineResult::Yield(w) => {
@@ -777,6 +798,49 @@ impl Inner {
             }
             CoroutineResult::Return(r) => self.finish(&mut frame, r),
         }
+    }
+
+    /// Before one switch into this generator's body: CPython's
+    /// `gi_exc_state`. The exceptions the body was handling when it last
+    /// yielded go back on the thread's stack of handled exceptions, and the
+    /// depth under them is returned, for [`Inner::exc_state_out`] after the
+    /// switch: whatever the body is still handling when it yields again
+    /// comes off with it. So neither side's `sys.exc_info()` (nor the
+    /// chaining that reads it) sees the other's handlers. On the hot path
+    /// that is a load and a store here, a load and a compare there, and a
+    /// flag test; both fix-ups are out of line.
+    #[inline(always)]
+    fn exc_state_in(&self) -> usize {
+        let mark = crate::exception::handled_depth();
+        self.exc_mark.set(mark);
+        if self.exc_saved.get() {
+            self.restore_exc_state();
+        }
+        mark
+    }
+
+    /// After the switch: see [`Inner::exc_state_in`].
+    #[inline(always)]
+    fn exc_state_out(&self, mark: usize) {
+        if crate::exception::handled_depth() != mark {
+            self.save_exc_state(mark);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn restore_exc_state(&self) {
+        self.exc_saved.set(false);
+        crate::exception::restore_handled(std::mem::take(&mut *self.exc_state.borrow_mut()));
+    }
+
+    /// The body yielded inside a handler: keep its handled exceptions.
+    #[cold]
+    #[inline(never)]
+    fn save_exc_state(&self, mark: usize) {
+        let mine = crate::exception::take_handled_above(mark);
+        self.exc_saved.set(!mine.is_empty());
+        *self.exc_state.borrow_mut() = mine;
     }
 
     /// The first resume: the body gets a stack and a fiber.
@@ -855,6 +919,9 @@ impl Drop for Inner {
                 yieldfrom: RefCell::new(None),
                 delegating: Cell::new(false),
                 frame: RefCell::new(std::mem::replace(self.frame.get_mut(), Frame::Gone)),
+                exc_state: RefCell::new(std::mem::take(self.exc_state.get_mut())),
+                exc_saved: Cell::new(self.exc_saved.get()),
+                exc_mark: Cell::new(0),
             }));
             ORPHANS.with(|o| o.borrow_mut().push(orphan));
             return;
@@ -915,7 +982,9 @@ impl Inner {
             return Outcome::Returned(Ok(Value::None));
         };
         self.state.set(GenState::Running);
+        let mark = self.exc_state_in();
         let result = fiber.resume(Wire::from_resume(Resume::Throw(Exception::GeneratorExit())));
+        self.exc_state_out(mark);
         std::mem::forget(guard);
         self.state.set(GenState::Closed);
         match result {
@@ -1039,9 +1108,37 @@ impl Co<'_> {
         }
         match self.received(Wire::unparcel()) {
             Resume::Send(v) => Ok(v),
-            Resume::Throw(e) => Err(e),
+            Resume::Throw(e) => {
+                self.chain_to_own_handled(&e, true);
+                Err(e)
+            }
             Resume::SubDone(_) => not_delegating(),
         }
+    }
+
+    /// An exception raised into this body at a yield: chained as CPython's
+    /// `_PyErr_ChainStackItem` chains it, to what this generator itself is
+    /// handling (see `exception::chain_to_own_handled`).
+    #[cold]
+    #[inline(never)]
+    fn chain_to_own_handled(&self, e: &Exception, thrown: bool) {
+        if let Some(g) = self.generator.upgrade() {
+            crate::exception::chain_to_own_handled(e, g.exc_mark.get(), thrown);
+        }
+    }
+
+    /// What came back out of the delegate's `throw()` or `close()`: an
+    /// exception is raised into this body again (CPython's SEND loop ends
+    /// with `gen_send_ex(gen, None, exc=1)`, which chains it to the
+    /// delegator's own handled exception); a finished delegate's
+    /// `StopIteration` is its result, not an exception.
+    fn raised_back(&self, r: PyResult<Value>) -> PyResult<Value> {
+        if let Err(e) = &r {
+            if !e.is_instance(&StopIteration) {
+                self.chain_to_own_handled(e, false);
+            }
+        }
+        r
     }
 
     /// Counts a `GeneratorExit` arriving at a yield of this body.
@@ -1119,10 +1216,13 @@ impl Co<'_> {
                 // which finished: this is how its `send` ended.
                 Resume::SubDone(step) => step,
                 Resume::Throw(e) if e.is_instance(&GeneratorExit) => {
-                    sub.close()?;
+                    self.raised_back(sub.close())?;
+                    // Raised here once `sub` is closed (CPython's
+                    // `throw_here`), chained as a throw into this body.
+                    self.chain_to_own_handled(&e, true);
                     return Err(e);
                 }
-                Resume::Throw(e) => sub.throw(e),
+                Resume::Throw(e) => self.raised_back(sub.throw(e)),
             };
         }
     }
@@ -1149,7 +1249,11 @@ impl Co<'_> {
                         "'{type_name}' object has no attribute 'send'"
                     )))
                 }
-                Resume::Throw(e) => return Err(e),
+                Resume::Throw(e) => {
+                    // An iterator has no `throw`: raised here.
+                    self.chain_to_own_handled(&e, true);
+                    return Err(e);
+                }
                 Resume::SubDone(_) => not_delegating(),
             }
         }
@@ -1183,13 +1287,17 @@ impl Co<'_> {
                 }),
                 Resume::Throw(e) if e.is_instance(&GeneratorExit) => {
                     if let Some(closed) = obj.close() {
-                        closed?;
+                        self.raised_back(closed)?;
                     }
+                    self.chain_to_own_handled(&e, true);
                     return Err(e);
                 }
                 Resume::Throw(e) => match obj.throw(e.clone()) {
-                    Some(thrown) => thrown,
-                    None => return Err(e),
+                    Some(thrown) => self.raised_back(thrown),
+                    None => {
+                        self.chain_to_own_handled(&e, true);
+                        return Err(e);
+                    }
                 },
                 Resume::SubDone(_) => not_delegating(),
             };

@@ -5816,9 +5816,7 @@ cases! {
     raise_in_sub_finally_during_delegator_close => [pep380, same_fiber],
     throw_into_handler_sets_context => [pep380, same_fiber],
     close_in_handler_generator_exit_context => [rust],
-    #[ignore = "issue 12: handled exception leaks across yield; fix in progress"]
     handled_exception_does_not_leak_across_yield => [rust],
-    #[ignore = "issue 12: handled exception leaks across yield; fix in progress"]
     throw_chains_only_to_the_generators_own_handled => [rust],
     args_repr_str_edge_cases => [rust],
     pep479_stop_iteration_raised_in_handler => [rust],
