@@ -15,6 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::io::Write;
 use std::time::Instant;
 
 /// What [`record`] keeps: when recording started, and each line with its
@@ -63,10 +64,18 @@ pub fn enabled() -> bool {
 }
 
 /// Prints `trace: <line>` to stdout when tracing is on.
+///
+/// If stdout cannot be written (its reader has gone, as when `| head` has
+/// its lines), tracing stops on this thread instead of panicking as
+/// `println!` would: nobody can read the trace any more, and what happens
+/// next is for the program's own output to decide (the examples end at
+/// their next write, as coreutils tools do).
 pub fn emit(line: fmt::Arguments<'_>) {
     if enabled() {
         let line = line.to_string();
-        println!("trace: {line}");
+        if writeln!(std::io::stdout().lock(), "trace: {line}").is_err() {
+            set_enabled(false);
+        }
         RECORDED.with(|r| {
             if let Some((since, lines)) = r.borrow_mut().as_mut() {
                 lines.push((since.elapsed().as_secs_f64(), line));

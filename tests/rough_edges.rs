@@ -399,10 +399,30 @@ fn a_piped_stage_shows_its_lines_promptly_and_stops_when_the_reader_goes() {
             runs.push((label, name == "sync", cmd));
         }
     }
+    // --trace prints from the library as it goes: a closed pipe used to
+    // panic there ("failed printing to stdout"); now tracing stops and the
+    // stage ends at its next line.
+    for python in [false, true] {
+        let mut cmd = if python {
+            let mut cmd = std::process::Command::new("python3");
+            cmd.arg(support::python_twin("generator"));
+            cmd
+        } else {
+            example("generator")
+        };
+        let label = format!("generator{} --trace", if python { ".py" } else { "" });
+        let template = server.url(&format!("/flaky/{{}}/trace-{python}"));
+        cmd.args([
+            "--urls", "40", "--url", &template, "--format", "lines", "--trace",
+        ]);
+        runs.push((label, false, cmd));
+    }
     for (label, writes_after_the_close, cmd) in runs {
         let (first, to_first, to_end, status, err) = read_first_line_then_close(cmd);
         assert!(
-            first.starts_with("result: ") || first.starts_with("error: "),
+            ["result: ", "error: ", "trace: "]
+                .iter()
+                .any(|p| first.starts_with(p)),
             "{label}: first line {first:?}; stderr:\n{err}"
         );
         // The run takes 6 s; its first line is due after 0.3 s (sync) or at
