@@ -38,6 +38,7 @@
 use std::any::type_name;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::panic::Location;
 use std::rc::{Rc, Weak};
 
 use crate::stack_pool::FiberStack;
@@ -75,6 +76,50 @@ impl fmt::Display for GenState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.python_name())
     }
+}
+
+/// `generator.gi_frame`, as far as a Rust body has one: where the body
+/// stands. `f_lineno` is the source line of the pending yield (`co.yield_`,
+/// or the `co.yield_from...` call it is delegating in) while the generator
+/// is suspended, and the line that made the generator before it starts
+/// (Python: the `def` line). Captured with `#[track_caller]`: a constant
+/// pointer stored at each yield, no lookup.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    at: &'static Location<'static>,
+}
+
+impl FrameInfo {
+    /// `gi_frame.f_lineno`.
+    pub fn f_lineno(&self) -> u32 {
+        self.at.line()
+    }
+
+    /// `gi_frame.f_code.co_filename`: the Rust source file.
+    pub fn filename(&self) -> &'static str {
+        self.at.file()
+    }
+}
+
+/// `examples/generator.rs:163`, the way the debugger helper prints it.
+impl fmt::Display for FrameInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.at.file(), self.at.line())
+    }
+}
+
+impl fmt::Debug for FrameInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<frame at {self}>")
+    }
+}
+
+thread_local! {
+    /// Where the body that just suspended was: `Co::yield_` writes it before
+    /// the switch, and the sender copies it into the generator right after
+    /// (one store on each side), since the body cannot reach its
+    /// generator's fields without an upgrade of its weak handle.
+    static YIELD_AT: Cell<Option<&'static Location<'static>>> = const { Cell::new(None) };
 }
 
 /// What `gi_yieldfrom` shows: the object a generator is delegating to.
@@ -317,6 +362,9 @@ struct Inner {
     /// The depth of the thread's handled exceptions when the body was last
     /// resumed: those above it are the body's own (`chain_to_own_handled`).
     exc_mark: Cell<usize>,
+    /// `gi_frame`'s line: where the generator was made, then the pending
+    /// yield's call site after each suspension ([`FrameInfo`]).
+    at: Cell<&'static Location<'static>>,
 }
 
 /// A Python generator object.
@@ -389,23 +437,25 @@ impl Generator {
     /// Calls a generator function: `gen()` in Python makes a generator object
     /// whose body has not run yet. `body` is that function's body; it gets a
     /// [`Co`] to yield with, and its `Ok(r)` becomes `StopIteration(r)`.
+    #[track_caller]
     pub fn new<F>(body: F) -> Generator
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
-        Generator::with_name(Name::TypeOf(type_name::<F>()), body)
+        Generator::with_name(Name::TypeOf(type_name::<F>()), Location::caller(), body)
     }
 
     /// Like [`Generator::new`], with an explicit `__name__` (Python: the
     /// `def` line's name).
+    #[track_caller]
     pub fn named<F>(name: impl Into<String>, body: F) -> Generator
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
-        Generator::with_name(Name::Given(name.into()), body)
+        Generator::with_name(Name::Given(name.into()), Location::caller(), body)
     }
 
-    fn with_name<F>(name: Name, body: F) -> Generator
+    fn with_name<F>(name: Name, at: &'static Location<'static>, body: F) -> Generator
     where
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
@@ -418,6 +468,7 @@ impl Generator {
             exc_state: RefCell::new(Vec::new()),
             exc_saved: Cell::new(false),
             exc_mark: Cell::new(0),
+            at: Cell::new(at),
         }))
     }
 
@@ -591,6 +642,21 @@ impl Generator {
     /// `generator.gi_suspended` (Python 3.11+).
     pub fn gi_suspended(&self) -> bool {
         self.state() == GenState::Suspended
+    }
+
+    /// `generator.gi_frame`: `None` once the generator is closed (returned,
+    /// raised or closed), as in CPython. Otherwise where the body stands:
+    /// the line that made the generator before its first send, the line of
+    /// the pending yield while it is suspended, and while it runs the yield
+    /// it was last resumed from (CPython would give the line running now,
+    /// which only the debugger can see here).
+    pub fn gi_frame(&self) -> Option<FrameInfo> {
+        if self.state() == GenState::Closed {
+            return None;
+        }
+        Some(FrameInfo {
+            at: self.0.at.get(),
+        })
     }
 
     /// `generator.gi_yieldfrom`: the sub-generator or iterator this generator
@@ -770,6 +836,7 @@ impl Inner {
         match result {
             CoroutineResult::Yield(w) => {
                 self.state.set(GenState::Suspended);
+                self.record_yield_site();
                 Outcome::Yielded(w)
             }
             CoroutineResult::Return(r) => self.finish(&mut frame, r),
@@ -794,6 +861,7 @@ impl Inner {
         match result {
             CoroutineResult::Yield(w) => {
                 self.state.set(GenState::Suspended);
+                self.record_yield_site();
                 Outcome::Yielded(w)
             }
             CoroutineResult::Return(r) => self.finish(&mut frame, r),
@@ -841,6 +909,14 @@ impl Inner {
         let mine = crate::exception::take_handled_above(mark);
         self.exc_saved.set(!mine.is_empty());
         *self.exc_state.borrow_mut() = mine;
+    }
+
+    /// The body suspended: `gi_frame` is now where it did ([`YIELD_AT`]).
+    #[inline(always)]
+    fn record_yield_site(&self) {
+        if let Some(at) = YIELD_AT.with(Cell::get) {
+            self.at.set(at);
+        }
     }
 
     /// The first resume: the body gets a stack and a fiber.
@@ -922,6 +998,7 @@ impl Drop for Inner {
                 exc_state: RefCell::new(std::mem::take(self.exc_state.get_mut())),
                 exc_saved: Cell::new(self.exc_saved.get()),
                 exc_mark: Cell::new(0),
+                at: Cell::new(self.at.get()),
             }));
             ORPHANS.with(|o| o.borrow_mut().push(orphan));
             return;
@@ -1085,7 +1162,12 @@ impl Co<'_> {
     /// by the caller (`co.yield_(f.into())`).
     #[cfg_attr(debug_assertions, inline(never))]
     #[cfg_attr(not(debug_assertions), inline(always))]
+    #[track_caller]
     pub fn yield_(&self, value: Value) -> PyResult<Value> {
+        // gi_frame: this call's line, a constant once inlined (taken out
+        // here: inside the closure it would be the closure's own line).
+        let here = Location::caller();
+        YIELD_AT.with(|at| at.set(Some(here)));
         // The common case, a plain send, straight into the result: every
         // intermediate enum a `Value` passes through is a copy in memory.
         let w = self.yielder.suspend(Wire::from_value(value));
@@ -1199,7 +1281,9 @@ impl Co<'_> {
     // Out of line even in a release build: a breakpoint on the plain name
     // always has a function to sit in, and this is not a hot path.
     #[inline(never)]
+    #[track_caller]
     pub fn yield_from(&self, sub: &Generator) -> PyResult<Value> {
+        let at = Location::caller(); // gi_frame while delegating
         let _delegating = Delegating::start(&self.generator, YieldFrom::Generator(sub.clone()));
         let mut step = sub.send(Value::None);
         loop {
@@ -1210,7 +1294,7 @@ impl Co<'_> {
                     None => return Err(e),
                 },
             };
-            step = match self.suspend(y) {
+            step = match self.suspend(y, at) {
                 Resume::Send(s) => sub.send(s),
                 // The caller sent straight to `sub` (Generator::forward),
                 // which finished: this is how its `send` ended.
@@ -1235,14 +1319,16 @@ impl Co<'_> {
     /// iterator has no `throw`; `close` just raises `GeneratorExit`. The
     /// result is `None`, as an exhausted iterator's `StopIteration` carries
     /// nothing.
+    #[track_caller]
     pub fn yield_from_iter<I>(&self, type_name: &str, iterable: I) -> PyResult<Value>
     where
         I: IntoIterator<Item = Value>,
     {
+        let at = Location::caller(); // gi_frame while delegating
         let _delegating =
             Delegating::start(&self.generator, YieldFrom::Iterator(type_name.to_string()));
         for y in iterable {
-            match self.suspend(y) {
+            match self.suspend(y, at) {
                 Resume::Send(s) if s.is_none() => {}
                 Resume::Send(_) => {
                     return Err(Exception::AttributeError(format!(
@@ -1266,7 +1352,9 @@ impl Co<'_> {
     /// exceptions (re-raised here when there is none), `close` then
     /// re-raising the very `GeneratorExit` thrown (skipped when there is no
     /// `close`). `gi_yieldfrom` is the object meanwhile.
+    #[track_caller]
     pub fn yield_from_object(&self, obj: Rc<dyn Protocol>) -> PyResult<Value> {
+        let at = Location::caller(); // gi_frame while delegating
         let _delegating = Delegating::start(&self.generator, YieldFrom::Object(obj.clone()));
         let mut step = obj.next();
         loop {
@@ -1277,7 +1365,7 @@ impl Co<'_> {
                     None => return Err(e),
                 },
             };
-            step = match self.suspend(y) {
+            step = match self.suspend(y, at) {
                 Resume::Send(s) if s.is_none() => obj.next(),
                 Resume::Send(s) => obj.send(s).unwrap_or_else(|| {
                     Err(Exception::AttributeError(format!(
@@ -1305,6 +1393,7 @@ impl Co<'_> {
     }
 
     /// `yield from [values...]`: [`Co::yield_from_iter`] over a list.
+    #[track_caller]
     pub fn yield_from_list(&self, values: Vec<Value>) -> PyResult<Value> {
         self.yield_from_iter("list_iterator", values)
     }
@@ -1312,7 +1401,8 @@ impl Co<'_> {
     /// Suspends the fiber with `value` for the caller; returns how the
     /// caller resumed it.
     #[inline(always)]
-    fn suspend(&self, value: Value) -> Resume {
+    fn suspend(&self, value: Value, at: &'static Location<'static>) -> Resume {
+        YIELD_AT.with(|c| c.set(Some(at)));
         let w = self.yielder.suspend(Wire::from_value(value));
         // gdb: resumed (a `yield from` continues here; `pyfiber step` stops here)
         self.received(w.into_resume())

@@ -56,7 +56,7 @@ pub mod value;
 pub use event_loop::{get_event_loop, EventLoop};
 pub use exception::{format_exception, Except, Exception, ExceptionClass, OsError, PyResult};
 pub use future::Future;
-pub use generator::{Co, GenState, Generator, Protocol, YieldFrom};
+pub use generator::{Co, FrameInfo, GenState, Generator, Protocol, YieldFrom};
 pub use net::{Response, Socket};
 pub use selector::{DefaultSelector, EVENT_READ, EVENT_WRITE};
 pub use task::Task;

@@ -5824,9 +5824,100 @@ cases! {
     object_finishes_with_value_from_any_method => [rust],
     yield_from_object_protocol_combinations => [rust],
     gi_yieldfrom_is_the_real_object => [rust],
+    gi_frame_is_the_pending_yields_line => [rust],
     pep479_cause_is_the_thrown_object => [pep380, same_fiber],
     finally_keeps_the_pending_exception => [rust],
     raise_from_in_an_objects_throw => [rust],
+}
+
+/// `gi_frame`: where a generator stands, as line offsets from its `def`
+/// (Python) or from the `Generator::new(` line (Rust, whose closure body
+/// starts on the next line as a Python body does): the def line before it
+/// starts, the pending yield's line while suspended (a `yield from`'s line
+/// while it delegates, to a generator or a list), and `None` once finished
+/// or closed, or when closed before it ever ran.
+mod gi_frame_is_the_pending_yields_line {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        yield "s"
+    def gen():
+        yield 1
+        x = yield from sub()
+        yield from [7, 8]
+        return 3
+    g = gen()
+    first = g.gi_frame.f_lineno
+    print("created at def:", first == gen.__code__.co_firstlineno)
+    for _ in range(4):
+        call("next", next, g)
+        print("at +", g.gi_frame.f_lineno - first)
+    call("next", next, g)
+    print("finished:", g.gi_frame)
+    g = gen()
+    next(g)
+    g.close()
+    print("closed:", g.gi_frame)
+    g = gen()
+    g.close()
+    print("closed unstarted:", g.gi_frame)
+    "#;
+    /// The generator and its `def` line (the `Generator::new(` line).
+    fn gen() -> (Generator, u32) {
+        let def = line!() + 1;
+        let g = Generator::new(|co| {
+            co.yield_(1.into())?;
+            let _x = co.yield_from(&Generator::new(|co| co.yield_("s".into())))?;
+            co.yield_from_list(vec![7.into(), 8.into()])?;
+            Ok(3.into())
+        });
+        (g, def)
+    }
+    pub fn rust() {
+        let (g, def) = gen();
+        let first = g
+            .gi_frame()
+            .expect("a new generator has a frame")
+            .f_lineno();
+        out!(
+            "created at def: {}",
+            if first == def { "True" } else { "False" }
+        );
+        for _ in 0..4 {
+            call("next", g.next());
+            out!("at + {}", g.gi_frame().unwrap().f_lineno() - first);
+        }
+        call("next", g.next());
+        out!(
+            "finished: {}",
+            if g.gi_frame().is_none() {
+                "None"
+            } else {
+                "a frame"
+            }
+        );
+        let (g, _) = gen();
+        g.next().unwrap();
+        g.close().unwrap();
+        out!(
+            "closed: {}",
+            if g.gi_frame().is_none() {
+                "None"
+            } else {
+                "a frame"
+            }
+        );
+        let (g, _) = gen();
+        g.close().unwrap();
+        out!(
+            "closed unstarted: {}",
+            if g.gi_frame().is_none() {
+                "None"
+            } else {
+                "a frame"
+            }
+        );
+    }
 }
 
 /// The suite itself: enough cases, unique names, and python3 ran every one

@@ -525,6 +525,15 @@ fn debuggee() {
         format!("{waiting:?}"),
         format!("<Future-{} pending>", waiting.id())
     );
+    // What gi_frame says, for the printer test to hold gdb's view against
+    // (written to the real stdout: the test harness captures `println!`).
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stdout(),
+        "gi_frame: suspended={} task={}",
+        suspended.gi_frame().expect("suspended"),
+        task.coro().gi_frame().expect("suspended")
+    );
     stop_here(&[
         &none, &int, &pair, &bytes, &text, &list, &single, &stop, &boom, &waiting, &done,
         &suspended, &task,
@@ -650,14 +659,28 @@ fn print_shows_what_python_would() {
         "{}",
         printed("done")
     );
+    // The lines gi_frame gives in the program itself, which the printers
+    // must agree with (`suspended at` a pending yield's file:line).
+    let frames = out
+        .lines()
+        .find_map(|l| l.strip_prefix("gi_frame: "))
+        .unwrap_or_else(|| panic!("the debuggee printed no gi_frame line:\n{out}"));
+    let (sub_at, task_at) = frames
+        .strip_prefix("suspended=")
+        .and_then(|r| r.split_once(" task="))
+        .unwrap_or_else(|| panic!("{frames}"));
+    assert!(sub_at.starts_with("tests/debugger.rs:"), "{sub_at}");
     let g = printed("suspended");
     assert!(
-        g.starts_with("<generator object sub at 0x") && g.ends_with(" GEN_SUSPENDED>"),
+        g.starts_with("<generator object sub at 0x")
+            && g.ends_with(&format!(" GEN_SUSPENDED at line {sub_at}>")),
         "{g}"
     );
     let t = printed("task");
     assert!(
-        t.starts_with("<Task-") && t.contains(" pending coro=fetch, waiting on Future-"),
+        t.starts_with("<Task-")
+            && t.contains(" pending coro=fetch, waiting on Future-")
+            && t.ends_with(&format!(", suspended at {task_at}>")),
         "{t}"
     );
 }

@@ -802,11 +802,39 @@ def generator_name(inner):
     return full.rsplit("::", 1)[-1]
 
 
+def location_str(loc):
+    """`file:line` of a `&'static core::panic::Location` (std keeps the
+    file name as a fat pointer, `filename`, or as a `&str`, `file`, in older
+    releases)."""
+    loc = loc.dereference()
+    names = [f.name for f in loc.type.strip_typedefs().fields()]
+    if "filename" in names:
+        fat = loc["filename"]["pointer"]
+        n = int(fat["length"])
+        path = gdb.selected_inferior().read_memory(int(fat["data_ptr"]), n).tobytes().decode("utf-8", "replace")
+    else:
+        path = rust_str(loc["file"])
+    return "%s:%d" % (path, int(loc["line"]))
+
+
+def suspended_at(inner):
+    """`gi_frame`'s line: where a suspended generator's pending yield is
+    (`Inner::at`, set at each yield), or None in any other state."""
+    if enum_tag(cell(inner["state"])) != "Suspended":
+        return None
+    try:
+        return location_str(cell(inner["at"]))
+    except (gdb.error, gdb.MemoryError, KeyError):
+        return None  # a program built before gi_frame
+
+
 def generator_repr(g):
     rc = g["__0"]
     inner = rc_value(rc)
     state = GEN_STATES.get(enum_tag(cell(inner["state"])), enum_tag(cell(inner["state"])))
-    return "<generator object %s at %#x %s>" % (generator_name(inner), int(rc_inner(rc)), state)
+    at = suspended_at(inner)
+    where = " at line %s" % at if at else ""
+    return "<generator object %s at %#x %s%s>" % (generator_name(inner), int(rc_inner(rc)), state, where)
 
 
 def task_repr(t):
@@ -819,7 +847,9 @@ def task_repr(t):
     wn, wv = variant(cell(inner["waiting_on"]))
     if wn == "Some":
         fid = int(rc_value(wv["__0"]["__0"])["id"])
-        return "<Task-%d pending coro=%s, waiting on Future-%d>" % (tid, name, fid)
+        at = suspended_at(rc_value(inner["coro"]["__0"]))
+        where = ", suspended at %s" % at if at else ""
+        return "<Task-%d pending coro=%s, waiting on Future-%d%s>" % (tid, name, fid, where)
     return "<Task-%d pending coro=%s, running (in Task.step)>" % (tid, name)
 
 
