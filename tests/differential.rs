@@ -409,6 +409,10 @@ fn the_cases_cover_the_protocol() {
         ),
         ("an object's throw", " throw ValueError"),
         ("an object's close raising", "KeyError: 'closing'"),
+        (
+            "the caller's handled exception as a context",
+            "ctx=TypeError: driver",
+        ),
     ];
     for (what, needle) in corners {
         if !seen(needle) {

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::cell::Cell;
 
 use pyfiber::exception::{
-    BaseException, GeneratorExit, KeyError, RuntimeError, StopIteration, ValueError,
+    BaseException, GeneratorExit, KeyError, RuntimeError, StopIteration, TypeError, ValueError,
 };
 use pyfiber::{Co, Except, Exception, Generator, Protocol, PyResult, Value};
 
@@ -438,7 +438,23 @@ pub fn run(program: &Program, runtime: Runtime) -> Vec<String> {
         thrown: RefCell::new(None),
         throwing: Cell::new(false),
     });
-    let g = make_generator(&ctx, 0);
+    if program.caller_handling {
+        // try: raise TypeError("driver") / except TypeError: <the driver>
+        Err::<(), _>(TypeError.new(("driver",)))
+            .except(&TypeError, |_| {
+                drive(&ctx, program);
+                Ok(())
+            })
+            .expect("the driver's handler raises nothing");
+    } else {
+        drive(&ctx, program);
+    }
+    ctx.out.take()
+}
+
+/// The driver's steps, then `del g`.
+fn drive(ctx: &Rc<Ctx>, program: &Program) {
+    let g = make_generator(ctx, 0);
     *ctx.me.borrow_mut() = Some(g.clone()); // me = weakref.ref(g)
     for step in &program.steps {
         let label = step_label(step);
@@ -466,13 +482,16 @@ pub fn run(program: &Program, runtime: Runtime) -> Vec<String> {
                 continue;
             }
         };
-        ctx.print(match result {
-            Ok(v) => format!("{label} -> {v:?}"),
-            Err(e) => format!("{label} !! {} {}", e.line(), ctx.info(&e)),
-        });
+        // `step()` catches with `except BaseException as e`: so does this,
+        // and the catch chains as pyfiber's `except` does.
+        let line = result
+            .map(|v| format!("{label} -> {v:?}"))
+            .except(&BaseException, |e| {
+                Ok(format!("{label} !! {} {}", e.line(), ctx.info(&e)))
+            });
+        ctx.print(line.expect("printing raises nothing"));
     }
     ctx.throwing.set(true); // the finalizer closes g
     ctx.me.borrow_mut().take(); // the weak reference dies with `del g`
     drop(g);
-    ctx.out.take()
 }

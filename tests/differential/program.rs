@@ -287,6 +287,11 @@ pub struct Program {
     pub funcs: Vec<Func>,
     /// What the driver does with `g = f0()`.
     pub steps: Vec<Step>,
+    /// The driver runs inside `except TypeError:` of its own `TypeError(
+    /// "driver")`: what a body raises outside its own handlers gets that as
+    /// its context (CPython looks down the whole stack of handled
+    /// exceptions, the caller's included).
+    pub caller_handling: bool,
 }
 
 impl Program {
@@ -498,7 +503,14 @@ impl<'r> Gen<'r> {
             .map(|f| f.expect("every function slot is filled"))
             .collect();
         let steps = self.steps();
-        Program { funcs, steps }
+        // Drawn last, so that every case's functions and steps are the ones
+        // they were before this knob existed.
+        let caller_handling = self.chance(25);
+        Program {
+            funcs,
+            steps,
+            caller_handling,
+        }
     }
 
     fn steps(&mut self) -> Vec<Step> {

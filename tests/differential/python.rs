@@ -346,6 +346,15 @@ impl Writer<'_> {
     }
 
     fn driver(&mut self, indent: usize) {
+        let indent = if self.program.caller_handling {
+            self.line(indent, "try:");
+            self.line(indent + 1, "raise TypeError(\"driver\")");
+            self.line(indent, "except TypeError:");
+            self.line(indent + 1, "untrace()");
+            indent + 1
+        } else {
+            indent
+        };
         self.line(indent, "g = f0()");
         self.line(indent, "me = weakref.ref(g)");
         for step in &self.program.steps {

@@ -132,6 +132,11 @@ fn block_reductions(p: &Program, block: &[Stmt]) -> Vec<Vec<Stmt>> {
 /// in one function's body.
 pub fn reductions(p: &Program) -> Vec<Program> {
     let mut out = Vec::new();
+    if p.caller_handling {
+        let mut q = p.clone();
+        q.caller_handling = false;
+        out.push(q);
+    }
     for i in 0..p.steps.len() {
         let mut q = p.clone();
         q.steps.remove(i);
