@@ -5679,6 +5679,73 @@ mod raise_from_in_an_objects_throw {
     }
 }
 
+/// What the caller is handling and the exceptions `close()` and `throw()`
+/// hand a generator: close()'s GeneratorExit is raised in the caller's frame,
+/// so it is chained to the caller's handled exception; a throw into a
+/// finished or a just-started generator raises the exception straight back,
+/// chained to nothing (a throw is not a raise), and the caller's `except`
+/// does not chain it either.
+mod close_and_throw_while_the_caller_handles {
+    use super::*;
+    pub const PY: &str = r#"
+    def gen():
+        try:
+            yield 1
+        except GeneratorExit as e:
+            chain(e)
+            raise
+    def done():
+        yield 1
+    try:
+        raise TypeError("caller")
+    except TypeError:
+        g = gen()
+        next(g)
+        call("close", g.close)
+        d = done()
+        call("close done", d.close)
+        try:
+            d.throw(ValueError("into finished"))
+        except ValueError as e:
+            chain(e)
+        try:
+            done().throw(KeyError("into just started"))
+        except KeyError as e:
+            chain(e)
+    "#;
+    pub fn rust() {
+        let gen = || {
+            Generator::new(|co| {
+                co.yield_(1.into()).except(&GeneratorExit, |e| {
+                    chain(&e);
+                    Err(e)
+                })
+            })
+        };
+        let done = || Generator::new(|co| co.yield_(1.into()));
+        Err::<Value, _>(TypeError.new(("caller",)))
+            .except(&TypeError, |_| {
+                let g = gen();
+                g.next().unwrap();
+                call("close", g.close());
+                let d = done();
+                call("close done", d.close());
+                d.throw(ValueError.new(("into finished",)))
+                    .except(&ValueError, |e| {
+                        chain(&e);
+                        Ok(Value::None)
+                    })?;
+                done()
+                    .throw(KeyError.new(("into just started",)))
+                    .except(&KeyError, |e| {
+                        chain(&e);
+                        Ok(Value::None)
+                    })
+            })
+            .unwrap();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The registry: one `#[test]` per case, one python3 run for all of them
 // ---------------------------------------------------------------------------
@@ -5828,6 +5895,7 @@ cases! {
     pep479_cause_is_the_thrown_object => [pep380, same_fiber],
     finally_keeps_the_pending_exception => [rust],
     raise_from_in_an_objects_throw => [rust],
+    close_and_throw_while_the_caller_handles => [rust],
 }
 
 /// `gi_frame`: where a generator stands, as line offsets from its `def`

@@ -84,7 +84,15 @@ impl Ctx {
         let line = |x: Option<Exception>| x.map_or("None".to_string(), |x| x.line());
         let is_t = self.thrown.borrow().as_ref().is_some_and(|t| t.is(e));
         let hide = self.throwing.get() || is_t || e.is_instance(&GeneratorExit);
-        let context = if hide && !THROWN_CONTEXT {
+        // A GeneratorExit's context is never shown: closing a chain, PEP 380
+        // makes a new GeneratorExit per level (`_i.close()`), each chained to
+        // its own generator's handled exception, and re-raises the thrown one
+        // in the delegator, while a same-fiber chain has one object for all
+        // levels (seed 1, case 3447: a same-fiber callee suspended in `except`
+        // gives the thrown GeneratorExit its StopIteration as context; CPython
+        // gives it to the callee's own GeneratorExit, and the thrown one has
+        // none). Its identity (`is-t`) is shown.
+        let context = if e.is_instance(&GeneratorExit) || (hide && !THROWN_CONTEXT) {
             "?".to_string()
         } else {
             line(e.context())

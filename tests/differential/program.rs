@@ -397,6 +397,10 @@ pub struct Gen<'r> {
     /// likely, and the driver stops early, so that the finalizer meets a
     /// chain that survives `GeneratorExit`.
     hostile: bool,
+    /// How often (percent) the driver runs inside its own `except`
+    /// ([`Program::caller_handling`]); 0 by default, see
+    /// `PYFIBER_FUZZ_CALLER_HANDLING` in tests/differential.rs.
+    pub caller_handling_percent: usize,
 }
 
 /// What a body being generated may contain.
@@ -428,6 +432,7 @@ impl<'r> Gen<'r> {
             funcs: Vec::new(),
             next_id: 1,
             hostile: false,
+            caller_handling_percent: 0,
         }
     }
 
@@ -505,7 +510,7 @@ impl<'r> Gen<'r> {
         let steps = self.steps();
         // Drawn last, so that every case's functions and steps are the ones
         // they were before this knob existed.
-        let caller_handling = self.chance(25);
+        let caller_handling = self.chance(self.caller_handling_percent);
         Program {
             funcs,
             steps,

@@ -55,6 +55,10 @@ def info(e, t):
     # per-generator handled exceptions (see interp.rs, THROWN_CONTEXT).
     hide = THROWING or e is t or isinstance(e, GeneratorExit)
     ctx = "?" if hide and not THROWN_CONTEXT else cline(e.__context__)
+    if isinstance(e, GeneratorExit):
+        # One object on a same-fiber stack, one per level under PEP 380
+        # (each close() makes its own): their contexts differ (interp.rs).
+        ctx = "?"
     s = f"ctx={ctx} cause={cline(e.__cause__)}"
     if e.__suppress_context__:
         s += " sup"

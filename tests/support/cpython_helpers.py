@@ -26,8 +26,12 @@ def close313(g):
     # that throw() raises.
     if sys.version_info >= (3, 13) or inspect.getgeneratorstate(g) != "GEN_SUSPENDED":
         return g.close()
+    # close() raises its GeneratorExit in the caller's frame, chained to the
+    # exception the caller is handling; throw() would not chain it.
+    exit = GeneratorExit()
+    exit.__context__ = sys.exc_info()[1]
     try:
-        g.throw(GeneratorExit)
+        g.throw(exit)
     except GeneratorExit:
         return None
     except StopIteration as e:
