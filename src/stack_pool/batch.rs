@@ -163,11 +163,57 @@ impl FiberStack {
 }
 
 /// The part of the last batch not yet handed out: the addresses
-/// `[next, end)`.
+/// `[next, end)`; the stacks below `guarded` already have their guard.
 pub struct Reserve {
     batch: Option<Rc<Mapping>>,
     next: usize,
     end: usize,
+    guarded: usize,
+}
+
+/// Installs the guard markers of a whole fresh batch in one system call,
+/// `process_madvise` on this process's own pidfd with one `iovec` per guard
+/// page, where `madvise` takes one call per stack (`strace -c`, 2,000
+/// generators: 32 `process_madvise` of 38 µs each, for 64 guards each).
+/// Returns the address below which every stack's guard is installed:
+/// `base` itself if the kernel refuses (no pidfd_open, no process_madvise,
+/// or no guard advice through it), and then each stack is guarded by its
+/// own `madvise` in `carve`, as before. tests/guard_pages.rs checks that a
+/// body overflowing any of these stacks faults on its own guard.
+fn install_guards(base: usize, stride: usize, page: usize) -> usize {
+    let iov: Vec<libc::iovec> = (0..BATCH)
+        .map(|i| libc::iovec {
+            iov_base: (base + i * stride) as *mut libc::c_void,
+            iov_len: page,
+        })
+        .collect();
+    // SAFETY: pidfd_open on our own pid has no memory effects; the fd it
+    // returns is closed below.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if pidfd < 0 {
+        return base;
+    }
+    // SAFETY: each range is the guard page of a stack of this fresh batch,
+    // which no stack owns yet (the whole batch is in the reserve), so
+    // guarding it affects no one; `iov` outlives the call.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            pidfd,
+            iov.as_ptr(),
+            iov.len(),
+            MADV_GUARD_INSTALL,
+            0,
+        )
+    };
+    // SAFETY: the pidfd opened above, used by nothing else.
+    unsafe { libc::close(pidfd as libc::c_int) };
+    if done < 0 {
+        return base;
+    }
+    // The kernel may stop early: only the guards it did are counted.
+    let guards = usize::try_from(done).unwrap_or(0) / page;
+    base + guards.min(BATCH) * stride
 }
 
 impl Reserve {
@@ -177,6 +223,7 @@ impl Reserve {
             batch: None,
             next: 0,
             end: 0,
+            guarded: 0,
         }
     }
 
@@ -216,6 +263,10 @@ impl Reserve {
             }));
             self.next = base as usize;
             self.end = self.next + len;
+            self.guarded = match guards {
+                Guards::Markers => install_guards(self.next, stride, page),
+                Guards::Protect => self.next,
+            };
         }
         let start = self.next;
         // SAFETY: `[start, start + stride)` lies in `[next, end)`, the part
@@ -224,6 +275,7 @@ impl Reserve {
         // in the reserve and nothing changed.
         let r = unsafe {
             match guards {
+                Guards::Markers if start < self.guarded => 0, // installed with the batch
                 Guards::Markers => libc::madvise(start as *mut _, page, MADV_GUARD_INSTALL),
                 Guards::Protect => libc::mprotect(
                     (start + page) as *mut _,
