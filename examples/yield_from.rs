@@ -307,7 +307,7 @@ fn main() -> ExitCode {
     URLS.with(|urls| urls.replace(stage.targets.iter().map(|t| t.url.clone()).collect()));
     for (i, target) in stage.targets.iter().enumerate() {
         if i > 0 && i % common::START_BATCH == 0 {
-            serve_started();
+            common::serve_started();
         }
         let Ok(spider) = Spider::new(target.clone()).map_err(|e| failed(&target.url, e)) else {
             continue;
@@ -349,24 +349,4 @@ fn watch(task: &Task, url: &str, timeout: Duration) {
             failed(&url, e);
         }
     });
-}
-
-/// Not in the original: after every `common::START_BATCH` fetches started,
-/// one turn of `event_loop()` that does not wait (`select(0)`, the ready
-/// callbacks, the due timers), so the fetches started first are served
-/// while main connects the rest. A failed `select` is left for
-/// `event_loop()` to report.
-fn serve_started() {
-    let selector = pyfiber::event_loop::selector();
-    let timers = get_event_loop();
-    let Ok(events) = selector.select(Some(Duration::ZERO)) else {
-        return;
-    };
-    for (key, _mask) in events {
-        if timers.still_registered(&key) {
-            let callback = key.data;
-            callback();
-        }
-    }
-    timers.run_due_timers();
 }

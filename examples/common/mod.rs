@@ -826,6 +826,27 @@ pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>>
 /// traced runs) fit in one batch: their steps are the originals'.
 pub const START_BATCH: usize = 64;
 
+/// Not in the originals: after every [`START_BATCH`] fetches started, one
+/// turn of the generator and yield_from stages' `event_loop()` that does
+/// not wait (`select(0)`, the ready callbacks, the due timers), so the
+/// fetches started first are served while main connects the rest. A failed
+/// `select` is left for `event_loop()` to report. (callback's loop passes
+/// the fd to its callbacks and has its own.)
+pub fn serve_started() {
+    let selector = pyfiber::event_loop::selector();
+    let timers = pyfiber::get_event_loop();
+    let Ok(events) = selector.select(Some(Duration::ZERO)) else {
+        return;
+    };
+    for (key, _mask) in events {
+        if timers.still_registered(&key) {
+            let callback = key.data;
+            callback();
+        }
+    }
+    timers.run_due_timers();
+}
+
 /// `os.cpu_count()`: forcemain's pool size (`--workers cpu`).
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
