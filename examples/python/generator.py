@@ -184,17 +184,6 @@ def event_loop():
         loop.run_due_timers()
 
 
-def serve_started():
-    """Not in the original: after every common.START_BATCH fetches started,
-    one turn of event_loop() that does not wait, so the first fetches are
-    served while main connects the rest."""
-    for key, mask in selector.select(0):
-        if loop.still_registered(key):
-            callback = key.data
-            callback()
-    loop.run_due_timers()
-
-
 def failed(spider, e):
     """Not in the original: a fetch that raised is its URL's outcome."""
     spider.sock.close()
@@ -226,7 +215,7 @@ def main():
     urls.extend(t.url for t in stage.targets)
     for i, target in enumerate(stage.targets):
         if i and i % common.START_BATCH == 0:
-            serve_started()
+            common.serve_started(selector, loop)
         spider = Spider(target)
         task = Task(spider.fetch())
         watch(task, spider, args.timeout)
