@@ -303,10 +303,10 @@ impl Wire {
     fn into_value(self) -> Value {
         // Only variants without a byte next to the tag on the hot path, so
         // the value is written as one tag store and one payload store.
-        match self.0 & 3 {
-            TAG_INT => Value::Int((self.0 as i64) >> 2),
-            TAG_NONE => Value::None,
-            _ => self.into_value_cold(),
+        if self.is_packed_int_or_none() {
+            self.int_or_none()
+        } else {
+            self.into_value_cold()
         }
     }
 

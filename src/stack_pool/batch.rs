@@ -181,12 +181,10 @@ pub struct Reserve {
 /// own `madvise` in `carve`, as before. tests/guard_pages.rs checks that a
 /// body overflowing any of these stacks faults on its own guard.
 fn install_guards(base: usize, stride: usize, page: usize) -> usize {
-    let iov: Vec<libc::iovec> = (0..BATCH)
-        .map(|i| libc::iovec {
-            iov_base: (base + i * stride) as *mut libc::c_void,
-            iov_len: page,
-        })
-        .collect();
+    let iov: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
+        iov_base: (base + i * stride) as *mut libc::c_void,
+        iov_len: page,
+    });
     // SAFETY: pidfd_open on our own pid has no memory effects; the fd it
     // returns is closed below.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
