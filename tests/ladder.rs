@@ -18,19 +18,7 @@ use pyfiber::net;
 use pyfiber::server::{self, ServerConfig, ServerHandle};
 
 mod support;
-use support::examples_dir;
-
-/// The eight stages, in the tutorials' order.
-const STAGES: [&str; 8] = [
-    "sync",
-    "process",
-    "thread",
-    "no_blocking",
-    "callback",
-    "generator",
-    "yield_from",
-    "async_await",
-];
+use support::{examples_dir, STAGES};
 
 const DELAY: f64 = 0.2;
 

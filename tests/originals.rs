@@ -385,16 +385,7 @@ fn ladder_runs_yuchaoshuis_files_unmodified_beside_the_stages() {
     let delay = 0.2;
     let out = ladder_with_originals(&root().join("tests/originals/yuchaoshui"), delay);
     let rows = json_rows(&text(&out.stdout));
-    let stages = [
-        "sync",
-        "process",
-        "thread",
-        "no_blocking",
-        "callback",
-        "generator",
-        "yield_from",
-        "async_await",
-    ];
+    let stages = support::STAGES;
     // Each stage's row, then its original's, in the ladder's order.
     let order: Vec<(String, bool)> = rows
         .iter()

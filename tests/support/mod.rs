@@ -12,6 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The eight stages, in the tutorials' order: each example's name, which
+/// is also its Python original's stem (examples/ladder.rs has the same list).
+pub const STAGES: [&str; 8] = [
+    "sync",
+    "process",
+    "thread",
+    "no_blocking",
+    "callback",
+    "generator",
+    "yield_from",
+    "async_await",
+];
+
 /// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
