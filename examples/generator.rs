@@ -58,7 +58,7 @@ thread_local! {
     /// `stopped = False`: set when the last URL is done; ends `event_loop()`.
     static STOPPED: Cell<bool> = const { Cell::new(false) };
     /// `urls = [...]`: the URLs not done yet (main fills it from `--urls`).
-    static URLS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    static URLS: RefCell<common::UrlList> = const { RefCell::new(common::UrlList::new()) };
 }
 
 /// `urls.remove(url)`, then `stopped = True if not urls else False`.

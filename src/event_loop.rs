@@ -251,9 +251,9 @@ impl EventLoop {
     /// may have unregistered it, or closed the socket and let a new one
     /// reuse the number.
     pub fn still_registered(&self, key: &SelectorKey<Callback>) -> bool {
-        self.selector
-            .get_key(key.fd)
-            .is_ok_and(|now| Rc::ptr_eq(&now.data, &key.data))
+        self.selector.with_key(key.fd, |now| {
+            now.is_some_and(|now| Rc::ptr_eq(&now.data, &key.data))
+        })
     }
 
     /// Runs the callbacks queued (`call_soon`) before this call; the ones

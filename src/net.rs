@@ -38,4 +38,5 @@ pub use html::{
 pub use http::{
     fetch_blocking, http_get_request, is_complete, HttpVersion, Response, ResponseReader, MAX_LINE,
 };
+pub(crate) use socket::generation as socket_generation;
 pub use socket::{nofile_limit, raise_nofile_limit, reserve_fds, Socket, RLIM_INFINITY};

