@@ -393,7 +393,7 @@ impl Socket {
     }
 }
 
-/// The count of [`generation`] moves on before the fd is closed (by
+/// The count of `generation` moves on before the fd is closed (by
 /// `inner`'s drop, right after), so a selector that reads the old count
 /// knows the socket is still open.
 impl Drop for Socket {
