@@ -22,14 +22,18 @@
 //! - `create_exhaust`: create, start and exhaust a one-yield generator.
 //! - `live_generators`: suspended generators created until MemoryError or a
 //!   cap, with the RSS each one costs (VmRSS delta / count). Past the stack
-//!   pool, so this is also "creating past the pool".
+//!   pool, so this is also "creating past the pool". Printed beside it, the
+//!   first write to a fresh page of memory: the page fault each new stack
+//!   pays for its top page, the kernel's share of the figure.
 //!
 //! The peers, same run: when `peer_switch` is built beside this example
 //! (`cargo build --release -p pyfiber-peers`, the `peers/` workspace member,
 //! so plain `cargo test` never builds generator-rs), bench runs it right
 //! after CPython's side and adds a raw corosensei resume/suspend (the floor
-//! under `send`) and generator-rs's `send` and create+exhaust, then prints
-//! issue 15's goals with the figures of this run.
+//! under `send`) and generator-rs's `send` and create+exhaust, a raw
+//! corosensei create+exhaust (a fresh coroutine on a reused stack, the floor
+//! under ours) and the same body on one reused fiber, then prints issue
+//! 15's goals with the figures of this run.
 
 use std::hint::black_box;
 use std::process::Command;
@@ -171,6 +175,22 @@ fn time_create_exhaust(budget: Budget) -> f64 {
             black_box(v.expect("yields"));
         }
     })
+}
+
+/// CPU ns of the first write to a page never touched before: the page
+/// fault that allocates and zeroes it, which every new fiber stack pays for
+/// its top page (`live_generators`). `vec![0; n]` this large is `calloc`
+/// of fresh anonymous memory, not yet backed by any page.
+fn first_touch_ns(pages: usize) -> f64 {
+    const PAGE: usize = 4096;
+    let mut fresh = vec![0u8; pages * PAGE];
+    let t = cpu_ns();
+    for i in 0..pages {
+        fresh[i * PAGE] = 1;
+    }
+    let elapsed = (cpu_ns() - t) as f64;
+    black_box(&fresh);
+    elapsed / pages as f64
 }
 
 /// `VmRSS` of this process, in bytes.
@@ -497,6 +517,7 @@ fn main() {
         note: format!("stack pool: {pooled} stack(s) ready"),
     });
     let live = live_generators(args.live_cap);
+    let page_fault = first_touch_ns(10_000);
     let peer = |name: &str| {
         peers
             .as_ref()
@@ -511,6 +532,8 @@ fn main() {
             "raw_switch",
             "generator_rs_send",
             "generator_rs_create_exhaust",
+            "raw_create_exhaust",
+            "raw_reused_fiber",
         ] {
             if let Some(ns) = peer(name) {
                 println!("{{\"op\": \"peer_{name}\", \"ns\": {}}}", json_num(ns));
@@ -528,7 +551,8 @@ fn main() {
         println!(
             "{{\"op\": \"live_generators\", \"rust_ns\": {}, \"python_ns\": {}, \"ratio\": {}, \
              \"rust_count\": {}, \"python_count\": {}, \"rust_bytes_each\": {}, \
-             \"python_bytes_each\": {}, \"rust_stopped_by\": {}, \"python_stopped_by\": {}}}",
+             \"python_bytes_each\": {}, \"rust_stopped_by\": {}, \"python_stopped_by\": {}, \
+             \"first_touch_ns\": {}}}",
             json_num(live.ns_each),
             json_num(py_live.ns_each),
             json_num(live.ns_each / py_live.ns_each),
@@ -541,6 +565,7 @@ fn main() {
                 .stopped_by
                 .as_deref()
                 .map_or("null".into(), json_str),
+            json_num(page_fault),
         );
         return;
     }
@@ -583,6 +608,9 @@ fn main() {
     };
     report("rust  ", &live);
     report("python", &py_live);
+    println!(
+        "  first write to a fresh page (a page fault, each new stack's top page): {page_fault:.0} ns"
+    );
 
     let (raw, gen_rs, gen_rs_create) = match (
         peer("raw_switch"),
@@ -605,6 +633,10 @@ fn main() {
         "{:<32} {:>12.1}",
         "generator-rs create+exhaust", gen_rs_create
     );
+    if let (Some(fresh), Some(reused)) = (peer("raw_create_exhaust"), peer("raw_reused_fiber")) {
+        println!("{:<32} {:>12.1}", "raw corosensei create+exhaust", fresh);
+        println!("{:<32} {:>12.1}", "  the same, one fiber reused", reused);
+    }
 
     // Issue 15's goals, each from this run's figures.
     let find = |op: &str| {
@@ -650,7 +682,10 @@ fn main() {
     );
     goal(
         "creating past the pool <= 2 us each",
-        format!("{:.0} ns (live_generators)", live.ns_each),
+        format!(
+            "{:.0} ns (live_generators; a page fault {page_fault:.0})",
+            live.ns_each
+        ),
         live.ns_each <= 2000.0,
     );
 }

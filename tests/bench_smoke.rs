@@ -66,4 +66,6 @@ fn bench_reports_every_op_as_json() {
     let live = lines.last().unwrap();
     assert_eq!(number(live, "rust_count"), 2000.0, "{live}");
     assert_eq!(number(live, "python_count"), 2000.0, "{live}");
+    // A page fault takes some time: at least a few hundred instructions.
+    assert!(number(live, "first_touch_ns") > 10.0, "{live}");
 }

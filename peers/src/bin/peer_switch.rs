@@ -9,6 +9,12 @@
 //!   same loop.
 //! - `generator_rs_create_exhaust`: create, start and exhaust a one-yield
 //!   generator-rs generator (it maps a fresh stack each time).
+//! - `raw_create_exhaust`: the same with a fresh corosensei coroutine on one
+//!   reused stack (`with_stack`, two resumes, `into_stack`): the floor under
+//!   pyfiber's create + exhaust with a pooled stack.
+//! - `raw_reused_fiber`: the same one-yield body run by one fiber that
+//!   never finishes (it loops, taking the next body): what creating would
+//!   cost if a pool kept started fibers instead of stacks.
 //!
 //! ```text
 //! target/release/peer_switch [--quick]
@@ -65,4 +71,29 @@ fn main() {
         }
     });
     println!("generator_rs_create_exhaust {create}");
+
+    let mut stack = Some(DefaultStack::new(256 * 1024).expect("stack"));
+    let raw_create = median_ns(samples, sample_ns, || {
+        let mut co: Coroutine<(), u64, u64, DefaultStack> =
+            Coroutine::with_stack(stack.take().expect("the stack"), |y, ()| {
+                y.suspend(1);
+                0
+            });
+        black_box(co.resume(()));
+        black_box(co.resume(()));
+        stack = Some(co.into_stack());
+    });
+    println!("raw_create_exhaust {raw_create}");
+
+    // 0 starts a body (it yields 1 once), 2 says it finished.
+    let mut warm: Coroutine<u64, u64, (), DefaultStack> =
+        Coroutine::with_stack(DefaultStack::new(256 * 1024).expect("stack"), |y, _| loop {
+            black_box(y.suspend(1));
+            y.suspend(2);
+        });
+    let reused = median_ns(samples, sample_ns, || {
+        black_box(warm.resume(0));
+        black_box(warm.resume(0));
+    });
+    println!("raw_reused_fiber {reused}");
 }
