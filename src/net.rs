@@ -21,7 +21,7 @@
 //! | [`MAX_LINE`] | `http.client._MAXLINE` (65,536; past it, `LineTooLong`) |
 //! | [`fetch_blocking`] | `sync.py`'s `blocking_request()` |
 //! | [`title`] | `re.search(r'<title>(.*?)</title>', html, re.I \| re.S)` |
-//! | [`parse_links`] | the crawler's `re.findall(href) + urljoin + urldefrag` |
+//! | [`parse_links`], [`join_links`] | the crawler's `re.findall(href) + urljoin + urldefrag` |
 //! | [`urljoin`], [`urldefrag`], [`split_http_url`] | `urllib.parse.urljoin`, `urldefrag`, `urlparse` |
 //! | [`decode_body`] | `body.decode(charset)` (Python's utf-8/ascii/latin-1, then WHATWG labels via encoding_rs: gbk, windows-1252, utf-16, ...) |
 
@@ -32,8 +32,8 @@ mod socket;
 
 pub use charset::decode_body;
 pub use html::{
-    find_hrefs, parse_links, parse_links_with, split_http_url, title, urldefrag, urljoin,
-    HrefQuotes, HREF_PATTERN, HREF_PATTERN_QUOTE_OPTIONAL,
+    find_hrefs, join_links, parse_links, parse_links_with, split_http_url, title, urldefrag,
+    urljoin, HrefQuotes, HREF_PATTERN, HREF_PATTERN_QUOTE_OPTIONAL,
 };
 pub use http::{
     fetch_blocking, http_get_request, is_complete, HttpVersion, Response, ResponseReader, MAX_LINE,

@@ -11,6 +11,8 @@
 //! until EOF), and every malformed or truncated response is an error that
 //! says what was wrong and where, never a silently wrong body.
 
+use std::mem::MaybeUninit;
+
 use crate::exception::{Exception, PyResult};
 use crate::net::charset::{decode_body, latin1};
 use crate::net::socket::Socket;
@@ -158,20 +160,45 @@ fn parser() -> httparse::ParserConfig {
     config
 }
 
+/// httparse over the head `raw[start..]`: `Some(length)` once complete,
+/// `None` while its blank line has not arrived, or the error. The header
+/// slots are left uninitialised until httparse fills them (a
+/// `vec![EMPTY_HEADER; 128]` per call was a 4 KiB allocation and fill,
+/// twice per response).
+fn run_httparse<'h, 'b>(
+    raw: &'b [u8],
+    start: usize,
+    resp: &mut httparse::Response<'h, 'b>,
+    slots: &'h mut [MaybeUninit<httparse::Header<'b>>],
+) -> PyResult<Option<usize>> {
+    match parser().parse_response_with_uninit_headers(resp, &raw[start..], slots) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(invalid(format!(
+            "{e} in the head, which starts {}",
+            preview(raw, start)
+        ))),
+    }
+}
+
+/// [`parse_head`]'s errors without its result: what the status-line check
+/// needs. Building the `Head` (a `String` per header name and value) only to
+/// drop it cost as much again as the real parse at the blank line
+/// (callgrind, the crawler: each response's head was built twice, now
+/// once; httparse itself still reads it twice, which is cheap).
+fn check_head(raw: &[u8], start: usize) -> PyResult<()> {
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    run_httparse(raw, start, &mut resp, &mut slots).map(drop)
+}
+
 /// Parses the status line and headers of the head `raw[start..]`; `None`
 /// while the blank line that ends them has not arrived.
 fn parse_head(raw: &[u8], start: usize) -> PyResult<Option<Head>> {
-    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match parser().parse_response(&mut resp, &raw[start..]) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => {
-            return Err(invalid(format!(
-                "{e} in the head, which starts {}",
-                preview(raw, start)
-            )))
-        }
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let Some(len) = run_httparse(raw, start, &mut resp, &mut slots)? else {
+        return Ok(None);
     };
     let status = resp.code.unwrap_or_default();
     let reason = resp.reason.unwrap_or_default().to_string();
@@ -563,7 +590,7 @@ impl ResponseReader {
             self.line_start = lf + 1;
             if was_first {
                 // The status line: httparse says now if it is not HTTP.
-                parse_head(&self.buf, self.head_start)?;
+                check_head(&self.buf, self.head_start)?;
             } else if blank {
                 return match parse_head(&self.buf[..lf + 1], self.head_start)? {
                     Some(head) => Ok(Some(head)),
@@ -589,7 +616,7 @@ impl ResponseReader {
         let look = open_line.min(16);
         if first_line(self) && look > self.status_looked {
             self.status_looked = look;
-            parse_head(&self.buf[..self.head_start + look], self.head_start)?;
+            check_head(&self.buf[..self.head_start + look], self.head_start)?;
         }
         Ok(None)
     }
