@@ -208,6 +208,9 @@ const TAG_BOOL: u64 = 2; // bit 2 is the bool
 const TAG_MAILBOX: u64 = 3; // the value is in MAILBOX (or a Resume in PARCEL)
 /// `TAG_MAILBOX` with bit 2 set: a `Resume` other than a send, in `PARCEL`.
 const WIRE_PARCEL: u64 = TAG_MAILBOX | 4;
+/// `TAG_MAILBOX` with bit 3 set: a body's (or a refused send's) exception,
+/// in `RAISED` ([`Finished`]).
+const WIRE_RAISED: u64 = TAG_MAILBOX | 8;
 
 thread_local! {
     /// A value too big for a [`Wire`], between the two sides of one switch.
@@ -217,6 +220,8 @@ thread_local! {
     /// A `Resume` other than a send (a throw, a forwarded send's end), the
     /// same way.
     static PARCEL: Cell<Option<Resume>> = const { Cell::new(None) };
+    /// The exception a [`Finished`] stands for, the same way.
+    static RAISED: Cell<Option<Exception>> = const { Cell::new(None) };
 }
 
 impl Wire {
@@ -330,9 +335,59 @@ impl Wire {
 
 /// A generator body: Python's function body with `yield` in it.
 type Body = Box<dyn FnOnce(&Co<'_>) -> PyResult<Value>>;
-/// The fiber that runs one body: it takes `Resume`s, yields `Value`s (both
-/// as [`Wire`]s) and finishes with the body's result.
-type Fiber = Coroutine<Wire, Wire, PyResult<Value>, FiberStack>;
+/// The fiber that runs one body: it takes `Resume`s, yields `Value`s and
+/// finishes with the body's result, all three as [`Wire`]s.
+///
+/// The result too: with `PyResult<Value>` (24 bytes) as the fiber's return
+/// type, every `resume` returned its 24-byte `CoroutineResult` through
+/// memory, and every hop of a `yield from` chain copied its `Outcome`
+/// through memory again; with a wire both are two registers.
+type Fiber = Coroutine<Wire, Wire, Finished, FiberStack>;
+
+/// A body's result, `return v` or a raise, as one word: `Ok` is packed as a
+/// yielded value is ([`Wire::from_value`], a big value by mail), `Err` waits
+/// in `RAISED`. Whoever gets a `Finished` opens it ([`Finished::result`])
+/// before anything else can switch.
+#[derive(Clone, Copy)]
+struct Finished(Wire);
+
+impl Finished {
+    #[inline(always)]
+    fn new(r: PyResult<Value>) -> Finished {
+        match r {
+            Ok(v) => Finished(Wire::from_value(v)),
+            Err(e) => Finished::raised(e),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raised(e: Exception) -> Finished {
+        RAISED.with(|r| r.set(Some(e)));
+        Finished(Wire(WIRE_RAISED))
+    }
+
+    fn is_raised(self) -> bool {
+        self.0 .0 == WIRE_RAISED
+    }
+
+    #[inline(always)]
+    fn result(self) -> PyResult<Value> {
+        if self.is_raised() {
+            Err(Finished::take_raised())
+        } else {
+            Ok(self.0.into_value())
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_raised() -> Exception {
+        RAISED
+            .with(Cell::take)
+            .expect("a raised result comes with its exception")
+    }
+}
 
 /// The frame of a generator, in the three shapes of its life.
 enum Frame {
@@ -667,9 +722,11 @@ impl Generator {
                             "generator ignored GeneratorExit".into(),
                         ))
                     }
-                    Outcome::Returned(Ok(v)) => Ok(v),
-                    Outcome::Returned(Err(e)) if e.is_instance(&GeneratorExit) => Ok(Value::None),
-                    Outcome::Returned(Err(e)) => Err(e),
+                    Outcome::Returned(r) => match r.result() {
+                        Ok(v) => Ok(v),
+                        Err(e) if e.is_instance(&GeneratorExit) => Ok(Value::None),
+                        Err(e) => Err(e),
+                    },
                 }
             }
         }
@@ -757,7 +814,7 @@ enum Outcome {
     Yielded(Wire),
     /// The body finished: returned `Ok`, or raised. PEP 479 already applied.
     /// (Also a send refused before the body was reached: `Err`.)
-    Returned(PyResult<Value>),
+    Returned(Finished),
 }
 
 impl Outcome {
@@ -780,8 +837,10 @@ impl Outcome {
     fn into_send_result_cold(self) -> PyResult<Value> {
         match self {
             Outcome::Yielded(w) => Ok(w.into_value()),
-            Outcome::Returned(Ok(v)) => Err(Exception::StopIteration(v)),
-            Outcome::Returned(Err(e)) => Err(e),
+            Outcome::Returned(r) => match r.result() {
+                Ok(v) => Err(Exception::StopIteration(v)),
+                Err(e) => Err(e),
+            },
         }
     }
 }
@@ -792,7 +851,16 @@ impl Outcome {
 #[inline(never)]
 fn refuse(w: Wire, exc: Exception) -> Outcome {
     w.discard();
-    Outcome::Returned(Err(exc))
+    Outcome::Returned(Finished::raised(exc))
+}
+
+/// A body's result as its caller sees it: PEP 479 applied to a raise.
+fn applying_pep479(r: Finished) -> Finished {
+    if r.is_raised() {
+        Finished::raised(pep479(Finished::take_raised()))
+    } else {
+        r
+    }
 }
 
 /// PEP 479's `RuntimeError`, raised from the `StopIteration` that escaped:
@@ -866,7 +934,7 @@ impl Inner {
         if let Frame::NotStarted(_) = &*frame {
             if let Err(exc) = self.start(&mut frame, this) {
                 std::mem::forget(guard);
-                return Outcome::Returned(Err(exc));
+                return Outcome::Returned(Finished::raised(exc));
             }
         }
         let Frame::Started(fiber) = &mut *frame else {
@@ -1006,7 +1074,7 @@ impl Inner {
         let mut frame = self.frame.borrow_mut();
         if let Err(exc) = self.start_inline(&mut frame, this) {
             std::mem::forget(guard);
-            return Outcome::Returned(Err(exc));
+            return Outcome::Returned(Finished::raised(exc));
         }
         let Frame::Started(fiber) = &mut *frame else {
             unreachable!("started just above")
@@ -1030,12 +1098,12 @@ impl Inner {
     /// goes back to the pool.
     #[cold]
     #[inline(never)]
-    fn finish(&self, frame: &mut Frame, r: PyResult<Value>) -> Outcome {
+    fn finish(&self, frame: &mut Frame, r: Finished) -> Outcome {
         self.state.set(GenState::Closed);
         if let Frame::Started(fiber) = std::mem::replace(frame, Frame::Gone) {
             crate::stack_pool::give_back(fiber.into_stack());
         }
-        Outcome::Returned(r.map_err(pep479))
+        Outcome::Returned(applying_pep479(r))
     }
 }
 
@@ -1049,7 +1117,7 @@ fn start_fiber(stack: FiberStack, body: Body, generator: Weak<Inner>) -> Fiber {
             exits_received: Cell::new(0),
         };
         // gdb: started (a body's first line is the next one it runs)
-        body(&co)
+        Finished::new(body(&co))
     })
 }
 
@@ -1164,9 +1232,11 @@ impl Drop for Inner {
                         "generator ignored GeneratorExit".into(),
                     ))
                 }
-                Outcome::Returned(Ok(_)) => Ok(()),
-                Outcome::Returned(Err(e)) if e.is_instance(&GeneratorExit) => Ok(()),
-                Outcome::Returned(Err(e)) => Err(e),
+                Outcome::Returned(r) => match r.result() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_instance(&GeneratorExit) => Ok(()),
+                    Err(e) => Err(e),
+                },
             };
             if let Err(e) = outcome {
                 eprintln!(
@@ -1209,7 +1279,7 @@ impl Inner {
         let mut frame = self.frame.borrow_mut();
         let Frame::Started(fiber) = &mut *frame else {
             std::mem::forget(guard);
-            return Outcome::Returned(Ok(Value::None));
+            return Outcome::Returned(Finished(Wire(TAG_NONE)));
         };
         self.state.set(GenState::Running);
         let mark = self.exc_state_in();
@@ -1223,7 +1293,7 @@ impl Inner {
                 if let Frame::Started(fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
                     crate::stack_pool::give_back(fiber.into_stack());
                 }
-                Outcome::Returned(r.map_err(pep479))
+                Outcome::Returned(applying_pep479(r))
             }
         }
     }
@@ -1239,9 +1309,11 @@ impl Iterator for Generator {
         // need not be dressed up as a StopIteration only to be taken apart.
         match self.send_wire(Wire(TAG_NONE)) {
             Outcome::Yielded(w) => Some(Ok(w.into_value())),
-            Outcome::Returned(Ok(_)) => None,
-            Outcome::Returned(Err(e)) if e.is_instance(&StopIteration) => None,
-            Outcome::Returned(Err(e)) => Some(Err(e)),
+            Outcome::Returned(r) => match r.result() {
+                Ok(_) => None,
+                Err(e) if e.is_instance(&StopIteration) => None,
+                Err(e) => Some(Err(e)),
+            },
         }
     }
 }
