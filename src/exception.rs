@@ -86,10 +86,12 @@ macro_rules! builtins {
 use builtins::BUILTINS;
 pub use builtins::{
     ArithmeticError, AttributeError, BaseException, BlockingIOError, BrokenPipeError,
-    ConnectionAbortedError, ConnectionError, ConnectionRefusedError, ConnectionResetError,
-    GeneratorExit, IndexError, KeyError, KeyboardInterrupt, LookupError, MemoryError,
-    NotImplementedError, OSError, RecursionError, RuntimeError, StopIteration, SystemExit,
-    TimeoutError, TypeError, UnicodeDecodeError, UnicodeError, ValueError, ZeroDivisionError,
+    ChildProcessError, ConnectionAbortedError, ConnectionError, ConnectionRefusedError,
+    ConnectionResetError, FileExistsError, FileNotFoundError, GeneratorExit, IndexError,
+    InterruptedError, IsADirectoryError, KeyError, KeyboardInterrupt, LookupError, MemoryError,
+    NotADirectoryError, NotImplementedError, OSError, PermissionError, ProcessLookupError,
+    RecursionError, RuntimeError, StopIteration, SystemExit, TimeoutError, TypeError,
+    UnicodeDecodeError, UnicodeError, ValueError, ZeroDivisionError,
 };
 
 builtins! {
@@ -150,6 +152,22 @@ builtins! {
     ConnectionResetError: Some(&ConnectionError);
     /// `TimeoutError`.
     TimeoutError: Some(&OSError);
+    /// `ChildProcessError` (`ECHILD`).
+    ChildProcessError: Some(&OSError);
+    /// `FileExistsError` (`EEXIST`).
+    FileExistsError: Some(&OSError);
+    /// `FileNotFoundError` (`ENOENT`).
+    FileNotFoundError: Some(&OSError);
+    /// `InterruptedError` (`EINTR`).
+    InterruptedError: Some(&OSError);
+    /// `IsADirectoryError` (`EISDIR`).
+    IsADirectoryError: Some(&OSError);
+    /// `NotADirectoryError` (`ENOTDIR`).
+    NotADirectoryError: Some(&OSError);
+    /// `PermissionError` (`EACCES`, `EPERM`).
+    PermissionError: Some(&OSError);
+    /// `ProcessLookupError` (`ESRCH`).
+    ProcessLookupError: Some(&OSError);
 }
 
 /// The classes a program declared, so that declaring the same name and base
@@ -234,15 +252,24 @@ impl ExceptionClass {
     }
 }
 
-/// `OSError(errno, ...)`'s class: CPython's errno map (Linux numbers).
+/// `OSError(errno, ...)`'s class: CPython's errno map (`ADD_ERRNO` in
+/// Objects/exceptions.c), with this platform's numbers.
 fn os_subclass(errno: i32) -> &'static ExceptionClass {
     match errno {
-        11 | 114 | 115 => &BlockingIOError, // EAGAIN, EALREADY, EINPROGRESS
-        32 | 108 => &BrokenPipeError,       // EPIPE, ESHUTDOWN
-        103 => &ConnectionAbortedError,     // ECONNABORTED
-        104 => &ConnectionResetError,       // ECONNRESET
-        110 => &TimeoutError,               // ETIMEDOUT
-        111 => &ConnectionRefusedError,     // ECONNREFUSED
+        libc::EAGAIN | libc::EALREADY | libc::EINPROGRESS => &BlockingIOError,
+        libc::EPIPE | libc::ESHUTDOWN => &BrokenPipeError,
+        libc::ECHILD => &ChildProcessError,
+        libc::ECONNABORTED => &ConnectionAbortedError,
+        libc::ECONNREFUSED => &ConnectionRefusedError,
+        libc::ECONNRESET => &ConnectionResetError,
+        libc::EEXIST => &FileExistsError,
+        libc::ENOENT => &FileNotFoundError,
+        libc::EISDIR => &IsADirectoryError,
+        libc::ENOTDIR => &NotADirectoryError,
+        libc::EINTR => &InterruptedError,
+        libc::EACCES | libc::EPERM => &PermissionError,
+        libc::ESRCH => &ProcessLookupError,
+        libc::ETIMEDOUT => &TimeoutError,
         _ => &OSError,
     }
 }
@@ -439,9 +466,11 @@ impl Exception {
     pub fn MemoryError(message: String) -> Exception {
         Exception::with_message(&MemoryError, message)
     }
-    /// `OSError(errno, strerror)` or `OSError(message)`.
+    /// `OSError(errno, strerror)` or `OSError(message)`. As in CPython, an
+    /// errno picks the subclass: `OSError(2, ...)` is a `FileNotFoundError`.
     pub fn OSError(os: OsError) -> Exception {
-        Exception::os(&OSError, os)
+        let class = os.errno.map_or(&OSError, os_subclass);
+        Exception::os(class, os)
     }
     /// `BlockingIOError`: a non-blocking call that would block, such as
     /// `connect()` still in progress.
@@ -720,13 +749,16 @@ impl From<io::Error> for Exception {
             None => text,
         };
         let os = OsError { errno, strerror };
+        if let Some(n) = errno {
+            // What `OSError(errno, strerror)` would be: CPython's map.
+            return Exception::os(os_subclass(n), os);
+        }
         match e.kind() {
             io::ErrorKind::WouldBlock => Exception::BlockingIOError(os),
             io::ErrorKind::ConnectionRefused => Exception::ConnectionRefusedError(os),
             io::ErrorKind::ConnectionReset => Exception::ConnectionResetError(os),
             io::ErrorKind::BrokenPipe => Exception::BrokenPipeError(os),
             io::ErrorKind::TimedOut => Exception::TimeoutError(os),
-            _ if errno == Some(115) => Exception::BlockingIOError(os), // EINPROGRESS
             _ => Exception::OSError(os),
         }
     }
@@ -783,6 +815,48 @@ thread_local! {
     static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
+thread_local! {
+    /// The `throw()` (or `close()`) whose resume of a generator is under
+    /// way on this thread, innermost: its serial number (0: none) and the
+    /// depth of the handled exceptions under that generator's own. What a
+    /// body that receives the throw reads instead of asking its generator
+    /// (which it cannot reach any more during the finalizer's close).
+    static THROW: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+    /// The last serial given to a throw.
+    static THROWS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the switch into a generator that delivers a thrown exception
+/// (`throw()`, `close()`, the finalizer's close) as the throw in progress
+/// ([`active_throw`]) until the guard goes. Cold paths only: a send never
+/// comes here. (A guard and not a closure around the switch: a closure
+/// made the compiler lay out the send path differently, 12 more
+/// instructions per send through 10 generators, callgrind.)
+#[cold]
+#[inline(never)]
+pub(crate) fn throwing() -> Throwing {
+    let serial = THROWS.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    Throwing(THROW.with(|t| t.replace((serial, handled_depth()))))
+}
+
+/// The guard of [`throwing`]: puts the outer throw back on every way out.
+pub(crate) struct Throwing((u64, usize));
+
+impl Drop for Throwing {
+    fn drop(&mut self) {
+        THROW.with(|t| t.set(self.0));
+    }
+}
+
+/// The throw in progress: its serial (0 if none) and the handled depth
+/// under the generator it resumed (see [`throwing`]).
+pub(crate) fn active_throw() -> (u64, usize) {
+    THROW.with(Cell::get)
+}
+
 /// How many exceptions are being handled on this thread: the mark a send
 /// takes before it resumes a body ([`take_handled_above`]).
 #[inline(always)]
@@ -835,6 +909,30 @@ pub(crate) fn chain_to_own_handled(exc: &Exception, mark: usize, thrown: bool) {
         None if thrown => exc.obj.context_stamp.set(CLOCK.with(Cell::get)),
         None => {}
     }
+}
+
+/// Runs `f`, a call into code pyfiber cannot see into (a
+/// [`Protocol`](crate::Protocol) object's `throw` or `close`), and chains
+/// what it raises as CPython chains at a raise: to the innermost exception
+/// being handled (then as now), replacing the context it had -- unless a
+/// handler of its own, during `f`, set that context.
+#[cold]
+#[inline(never)]
+pub(crate) fn raised_in(f: impl FnOnce() -> Option<PyResult<Value>>) -> Option<PyResult<Value>> {
+    // A tick of its own: a context set during `f` is stamped at or after it.
+    let start = CLOCK.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let result = f();
+    if let Some(Err(e)) = &result {
+        if e.obj.context_stamp.get() < start {
+            if let Some(handled) = exc_info() {
+                e.chain(&handled);
+            }
+        }
+    }
+    result
 }
 
 /// `gi_exc_state` pushed back as its generator resumes: its body's

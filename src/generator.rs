@@ -447,6 +447,14 @@ pub struct Co<'a> {
     /// How many `GeneratorExit`s this body's yields have received: how
     /// [`Co::yield_from_fn`] tells that its sub-generator was closed.
     exits_received: Cell<u32>,
+    /// The last throw a yield of this body received (`exception::
+    /// active_throw` then): its serial, and the depth of the handled
+    /// exceptions under this body's own while that throw runs.
+    throw_seen: Cell<(u64, usize)>,
+    /// How many of this body's handled exceptions belong to the frames that
+    /// called the innermost [`Co::yield_from_fn`] sub-generator still
+    /// running (CPython gives each its own frame and `gi_exc_state`).
+    frame_base: Cell<usize>,
 }
 
 /// A forwarded send's end reached a body that is not in `yield_from`.
@@ -739,7 +747,10 @@ impl Generator {
                 Err(pep479(raised_back(exc)))
             }
             GenState::Closed => Err(raised_back(exc)),
-            GenState::Suspended => self.resume(Resume::Throw(exc)).into_send_result(),
+            GenState::Suspended => {
+                let _throwing = crate::exception::throwing();
+                self.resume(Resume::Throw(exc)).into_send_result()
+            }
         }
     }
 
@@ -762,7 +773,10 @@ impl Generator {
             }
             GenState::Suspended => {
                 let exit = raised_by_close(Exception::GeneratorExit());
-                match self.resume(Resume::Throw(exit.clone())) {
+                let throwing = crate::exception::throwing();
+                let outcome = self.resume(Resume::Throw(exit.clone()));
+                drop(throwing);
+                match outcome {
                     Outcome::Yielded(w) => {
                         w.discard();
                         Err(Exception::RuntimeError(
@@ -962,7 +976,7 @@ impl Drop for UnwindOnPanic<'_> {
         self.0.state.set(GenState::Closed);
         if let Ok(mut frame) = self.0.frame.try_borrow_mut() {
             if let Frame::Started(mut fiber) = std::mem::replace(&mut *frame, Frame::Gone) {
-                fiber.force_unwind();
+                self.0.unwind(&mut fiber);
                 crate::stack_pool::give_back(fiber.into_stack());
             }
         }
@@ -1162,6 +1176,8 @@ fn start_fiber(stack: FiberStack, body: Body, generator: Weak<Inner>) -> Fiber {
             yielder,
             generator,
             exits_received: Cell::new(0),
+            throw_seen: Cell::new((0, 0)),
+            frame_base: Cell::new(0),
         };
         // gdb: started (a body's first line is the next one it runs)
         Finished::new(body(&co))
@@ -1297,7 +1313,7 @@ impl Drop for Inner {
         // holds its stack: unwind it so Rust destructors run, then recycle it.
         if let Frame::Started(mut fiber) = std::mem::replace(self.frame.get_mut(), Frame::Gone) {
             if std::thread::panicking() {
-                fiber.force_unwind();
+                self.unwind(&mut fiber);
                 crate::stack_pool::give_back(fiber.into_stack());
                 return;
             }
@@ -1307,7 +1323,7 @@ impl Drop for Inner {
             // are closed in the order they went, once the unwind is done.
             let first = ORPHANS.with(|o| o.borrow().len());
             CLEARING.with(|c| c.set(c.get() + 1));
-            fiber.force_unwind();
+            self.unwind(&mut fiber);
             CLEARING.with(|c| c.set(c.get() - 1));
             crate::stack_pool::give_back(fiber.into_stack());
             let orphans: Vec<Generator> = ORPHANS.with(|o| o.borrow_mut().drain(first..).collect());
@@ -1319,6 +1335,20 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Unwinds a fiber whose body will not be resumed again (it ignored
+    /// `GeneratorExit`, or a panic passes). The handlers it is suspended in
+    /// end during the unwind, and each handler's guard pops the thread's
+    /// innermost handled exception: so this body's `gi_exc_state` goes back
+    /// on the stack first, or they would pop the caller's.
+    #[cold]
+    #[inline(never)]
+    fn unwind(&self, fiber: &mut Fiber) {
+        let mark = self.exc_state_in();
+        fiber.force_unwind();
+        // Every handler popped its own: nothing of the body's is left.
+        drop(crate::exception::take_handled_above(mark));
+    }
+
     /// `close()` from the finalizer, where no `Rc` is left to start a fiber
     /// with (a started fiber is all a suspended generator needs).
     fn resume_for_drop(&self) -> Outcome {
@@ -1329,9 +1359,11 @@ impl Inner {
             return Outcome::Returned(Finished(Wire(TAG_NONE)));
         };
         self.state.set(GenState::Running);
+        let throwing = crate::exception::throwing();
         let mark = self.exc_state_in();
         let result = fiber.resume(Wire::from_resume(Resume::Throw(Exception::GeneratorExit())));
         self.exc_state_out(mark);
+        drop(throwing);
         std::mem::forget(guard);
         self.state.set(GenState::Closed);
         match result {
@@ -1477,12 +1509,38 @@ impl Co<'_> {
     /// An exception raised into this body at a yield: chained as CPython's
     /// `_PyErr_ChainStackItem` chains it, to what this generator itself is
     /// handling (see `exception::chain_to_own_handled`).
+    /// Only while the throw this body received runs (what `throw_seen`
+    /// tells), which is also how it works during the finalizer's close,
+    /// when the generator can no longer be reached from its body. A
+    /// same-fiber sub-generator's own are those above `frame_base`.
     #[cold]
     #[inline(never)]
     fn chain_to_own_handled(&self, e: &Exception, thrown: bool) {
-        if let Some(g) = self.generator.upgrade() {
-            crate::exception::chain_to_own_handled(e, g.exc_mark.get(), thrown);
+        let (serial, mark) = self.throw_seen.get();
+        debug_assert_eq!(serial, crate::exception::active_throw().0);
+        crate::exception::chain_to_own_handled(e, mark + self.frame_base.get(), thrown);
+    }
+
+    /// Runs `f`, a throw or close passed down to this body's delegate, with
+    /// this body's handled exceptions off the thread's stack: CPython's
+    /// `_gen_throw` and `gen_close` walk down a `yield from` chain without
+    /// resuming the delegators, so what the delegate raises or catches is
+    /// chained to its own handled exceptions or the outermost caller's,
+    /// never a delegator's. They are back before this body goes on.
+    #[cold]
+    #[inline(never)]
+    fn descend<R>(&self, f: impl FnOnce() -> R) -> R {
+        /// Puts them back on every way out (a panic unwinds this body's
+        /// handlers next, and their guards pop them).
+        struct Back(Vec<Exception>);
+        impl Drop for Back {
+            fn drop(&mut self) {
+                crate::exception::restore_handled(std::mem::take(&mut self.0));
+            }
         }
+        let (_, mark) = self.throw_seen.get();
+        let _back = Back(crate::exception::take_handled_above(mark));
+        f()
     }
 
     /// What came back out of the delegate's `throw()` or `close()`: an
@@ -1499,10 +1557,12 @@ impl Co<'_> {
         r
     }
 
-    /// Counts a `GeneratorExit` arriving at a yield of this body.
+    /// Notes a throw arriving at a yield of this body (`throw_seen`), and
+    /// counts it if it is a `GeneratorExit`.
     #[inline(always)]
     fn received(&self, resume: Resume) -> Resume {
         if let Resume::Throw(e) = &resume {
+            self.throw_seen.set(crate::exception::active_throw());
             if e.is_instance(&GeneratorExit) {
                 self.exits_received.set(self.exits_received.get() + 1);
             }
@@ -1530,13 +1590,42 @@ impl Co<'_> {
     /// other): a `sub` that *yields* after `GeneratorExit` suspends the whole
     /// stack, where PEP 380 would leave it suspended alone and raise
     /// `RuntimeError` in the delegator. Use [`Co::yield_from`] for that.
+    ///
+    /// And the exception rule of a generator boundary: what leaves `sub` in
+    /// the middle of a `throw()` or `close()` it received is raised into the
+    /// delegator again, chained to the delegator's own handled exception, as
+    /// CPython's `gen_send_ex(gen, exc=1)` chains it after the delegate's
+    /// `throw()` failed (`_PyErr_ChainStackItem`).
     pub fn yield_from_fn(&self, sub: impl FnOnce(&Co<'_>) -> PyResult<Value>) -> PyResult<Value> {
         let exits_before = self.exits_received.get();
-        match sub(self) {
+        let (throw_before, _) = self.throw_seen.get();
+        let result = {
+            let _frame = SubFrame::enter(self);
+            sub(self)
+        };
+        let result = match result {
             Err(e) if e.is_instance(&StopIteration) => Err(pep479_error(e)),
             Ok(_) if self.exits_received.get() != exits_before => Err(Exception::GeneratorExit()),
             other => other,
+        };
+        if let Err(e) = &result {
+            let (seen, _) = self.throw_seen.get();
+            if seen != throw_before && seen == crate::exception::active_throw().0 {
+                // `sub` received the throw now running, and it failed.
+                self.chain_to_own_handled(e, false);
+            }
         }
+        result
+    }
+
+    /// The depth of the handled exceptions under this body's own, for the
+    /// resume now running: the throw's, or the one the generator recorded.
+    fn resume_mark(&self) -> usize {
+        let (seen, mark) = self.throw_seen.get();
+        if seen != 0 && seen == crate::exception::active_throw().0 {
+            return mark;
+        }
+        self.generator.upgrade().map_or(0, |g| g.exc_mark.get())
     }
 
     /// `result = yield from sub`: PEP 380's full expansion, with `sub` running
@@ -1576,13 +1665,13 @@ impl Co<'_> {
                 // which finished: this is how its `send` ended.
                 Resume::SubDone(step) => step,
                 Resume::Throw(e) if e.is_instance(&GeneratorExit) => {
-                    self.raised_back(close_sub(sub))?;
+                    self.raised_back(self.descend(|| sub.close()))?;
                     // Raised here once `sub` is closed (CPython's
                     // `throw_here`), chained as a throw into this body.
                     self.chain_to_own_handled(&e, true);
                     return Err(e);
                 }
-                Resume::Throw(e) => self.raised_back(sub.throw(e)),
+                Resume::Throw(e) => self.raised_back(self.descend(|| sub.throw(e))),
             };
         }
     }
@@ -1650,19 +1739,23 @@ impl Co<'_> {
                     )))
                 }),
                 Resume::Throw(e) if e.is_instance(&GeneratorExit) => {
-                    if let Some(closed) = obj.close() {
+                    if let Some(closed) =
+                        self.descend(|| crate::exception::raised_in(|| obj.close()))
+                    {
                         self.raised_back(closed)?;
                     }
                     self.chain_to_own_handled(&e, true);
                     return Err(e);
                 }
-                Resume::Throw(e) => match obj.throw(e.clone()) {
-                    Some(thrown) => self.raised_back(thrown),
-                    None => {
-                        self.chain_to_own_handled(&e, true);
-                        return Err(e);
+                Resume::Throw(e) => {
+                    match self.descend(|| crate::exception::raised_in(|| obj.throw(e.clone()))) {
+                        Some(thrown) => self.raised_back(thrown),
+                        None => {
+                            self.chain_to_own_handled(&e, true);
+                            return Err(e);
+                        }
                     }
-                },
+                }
                 Resume::SubDone(_) => not_delegating(),
             };
         }
@@ -1711,34 +1804,35 @@ fn raised_back(exc: Exception) -> Exception {
 /// The `GeneratorExit` that `close()` raises into a suspended generator:
 /// CPython makes it with `PyErr_SetNone` in the caller's frame, so it is
 /// chained to the exception the caller is handling, if any (then, at the
-/// yield, to the generator's own, which replaces it).
-/// Not for the close of a sub-generator by its delegator (PEP 380's
-/// `_i.close()`): CPython runs that before it resumes the delegator, with
-/// the outermost caller's exceptions on top, which pyfiber does not see from
-/// the delegator's fiber; that `GeneratorExit` is chained to nothing
-/// ([`close_sub`]).
+/// yield, to the generator's own, which replaces it). For the close of a
+/// sub-generator by its delegator (PEP 380's `_i.close()`) the caller is the
+/// outermost one: the delegators' handled exceptions are off the stack
+/// meanwhile (`Co::descend`), as CPython does not resume them on the way.
 #[cold]
 fn raised_by_close(exit: Exception) -> Exception {
-    if CLOSING_SUB.with(Cell::get) {
-        return exit;
-    }
     if let Some(handled) = crate::exception::exc_info() {
         exit.chain(&handled);
     }
     exit
 }
 
-thread_local! {
-    /// A delegator is closing its sub-generator ([`close_sub`]).
-    static CLOSING_SUB: Cell<bool> = const { Cell::new(false) };
+/// A same-fiber sub-generator's frame, while [`Co::yield_from_fn`] runs it:
+/// the handled exceptions its body adds are its own (`Co::frame_base`).
+struct SubFrame<'a, 'b> {
+    co: &'a Co<'b>,
+    outer: usize,
 }
 
-/// `_i.close()` in PEP 380's expansion: `sub.close()`, its GeneratorExit
-/// not chained to the delegator's handled exceptions ([`raised_by_close`]).
-#[cold]
-fn close_sub(sub: &Generator) -> PyResult<Value> {
-    let before = CLOSING_SUB.with(|c| c.replace(true));
-    let closed = sub.close();
-    CLOSING_SUB.with(|c| c.set(before));
-    closed
+impl<'a, 'b> SubFrame<'a, 'b> {
+    fn enter(co: &'a Co<'b>) -> SubFrame<'a, 'b> {
+        let base = crate::exception::handled_depth().saturating_sub(co.resume_mark());
+        let outer = co.frame_base.replace(base);
+        SubFrame { co, outer }
+    }
+}
+
+impl Drop for SubFrame<'_, '_> {
+    fn drop(&mut self) {
+        self.co.frame_base.set(self.outer);
+    }
 }

@@ -3392,6 +3392,75 @@ mod exception_args_repr_str {
     }
 }
 
+/// `OSError(errno, strerror)` is an instance of the subclass CPython maps
+/// the errno to (`OSError(2, ...)` is a `FileNotFoundError`), with `errno`
+/// and `[Errno N]` kept; an unmapped errno stays `OSError`, a subclass named
+/// by hand is kept whatever the errno, and an OS error (`io::Error` here,
+/// `OSError(n, os.strerror(n))` in Python) follows the same map.
+mod oserror_errno_picks_the_subclass {
+    use super::*;
+    pub const PY: &str = r#"
+    import errno, os
+    names = ["ENOENT", "EAGAIN", "EALREADY", "EINPROGRESS", "EPIPE", "ESHUTDOWN",
+             "ECHILD", "ECONNABORTED", "ECONNREFUSED", "ECONNRESET", "EEXIST",
+             "EISDIR", "ENOTDIR", "EINTR", "EACCES", "EPERM", "ESRCH", "ETIMEDOUT",
+             "EADDRINUSE", "EINVAL"]
+    for name in names:
+        n = getattr(errno, name)
+        e = OSError(n, "why")
+        print(name, type(e).__name__, e.errno, isinstance(e, OSError), repr(e), "|", e)
+        e = OSError(n, os.strerror(n))
+        print(name, type(e).__name__, "|", e)
+    e = FileNotFoundError(111, "kept")
+    print(type(e).__name__, repr(e), "|", e)
+    e = OSError(2)
+    print(type(e).__name__, repr(e), "|", e)
+    "#;
+    pub fn rust() {
+        use pyfiber::exception::{builtins, FileNotFoundError, OsError};
+        let names = [
+            ("ENOENT", libc::ENOENT),
+            ("EAGAIN", libc::EAGAIN),
+            ("EALREADY", libc::EALREADY),
+            ("EINPROGRESS", libc::EINPROGRESS),
+            ("EPIPE", libc::EPIPE),
+            ("ESHUTDOWN", libc::ESHUTDOWN),
+            ("ECHILD", libc::ECHILD),
+            ("ECONNABORTED", libc::ECONNABORTED),
+            ("ECONNREFUSED", libc::ECONNREFUSED),
+            ("ECONNRESET", libc::ECONNRESET),
+            ("EEXIST", libc::EEXIST),
+            ("EISDIR", libc::EISDIR),
+            ("ENOTDIR", libc::ENOTDIR),
+            ("EINTR", libc::EINTR),
+            ("EACCES", libc::EACCES),
+            ("EPERM", libc::EPERM),
+            ("ESRCH", libc::ESRCH),
+            ("ETIMEDOUT", libc::ETIMEDOUT),
+            ("EADDRINUSE", libc::EADDRINUSE),
+            ("EINVAL", libc::EINVAL),
+        ];
+        for (name, n) in names {
+            let e = OSError.new((i64::from(n), "why"));
+            let errno = e.os_error().and_then(|os| os.errno).unwrap();
+            let is_os = py_bool(e.is_instance(&OSError));
+            out!("{name} {} {errno} {is_os} {e:?} | {e}", e.name());
+            // What the OS reports, as std gives it.
+            let e = Exception::from(std::io::Error::from_raw_os_error(n));
+            out!("{name} {} | {e}", e.name());
+            // The constructor Rust code calls with an errno: the same map.
+            let os = e.os_error().unwrap().clone();
+            let again = Exception::OSError(OsError { ..os });
+            assert_eq!(again.name(), e.name(), "Exception::OSError({n}, ..)");
+            assert!(again.is_instance(&builtins::Exception));
+        }
+        let e = FileNotFoundError.new((111, "kept"));
+        out!("{} {e:?} | {e}", e.name());
+        let e = OSError.new((2,));
+        out!("{} {e:?} | {e}", e.name());
+    }
+}
+
 /// `isinstance` along CPython's hierarchy: `except LookupError` catches a
 /// KeyError, `except OSError` a ConnectionRefusedError, `except
 /// Exception` neither GeneratorExit nor KeyboardInterrupt.
@@ -5044,6 +5113,312 @@ mod throw_chains_only_to_the_generators_own_handled {
     }
 }
 
+/// A `throw()` that fails in a sub-generator is raised into its delegator
+/// again, chained to the delegator's *own* handled exception (CPython's
+/// `gen_send_ex(gen, exc=1)` after the delegate's `throw()` failed), for a
+/// sub-generator on its own fiber and on the delegator's alike: what the
+/// sub raised in its handler, the thrown exception let through, PEP 479's
+/// RuntimeError. What fails later, in a send, keeps the context it was
+/// raised with; and a thrown exception caught inside the sub has only the
+/// sub's own handled exception as context, not the delegator's.
+mod a_failed_throw_chains_to_the_delegators_own {
+    use super::*;
+    pub const PY: &str = r#"
+    def fails_in_the_throw():
+        try:
+            yield "s1"
+        except ValueError:
+            raise TypeError("in the throw")
+    def fails_in_a_send():
+        try:
+            yield "s1"
+        except ValueError:
+            yield "s2"
+            raise TypeError("in a send")
+    def lets_it_through():
+        yield "s1"
+    def catches_it():
+        try:
+            yield "s1"
+        except ValueError as e:
+            chain(e)
+    def delegator(sub):
+        try:
+            raise KeyError("own")
+        except KeyError:
+            try:
+                yield from sub()
+            except TypeError as e:
+                chain(e)
+            except ValueError as e:
+                chain(e)
+            except RuntimeError as e:
+                chain(e)
+        yield "end"
+    for sub, thrown in [(fails_in_the_throw, ValueError("v")), (fails_in_a_send, ValueError("v")),
+                        (lets_it_through, ValueError("v")), (lets_it_through, StopIteration("s")),
+                        (catches_it, ValueError("v"))]:
+        print("--", sub.__name__)
+        g = delegator(sub)
+        call("next", g.__next__)
+        call("throw", g.throw, thrown)
+        call("next", g.__next__)
+        call("next", g.__next__)
+    "#;
+    fn fails_in_the_throw(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s1".into())
+            .except(&ValueError, |_| Err(TypeError.new(("in the throw",))))
+    }
+    fn fails_in_a_send(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s1".into()).except(&ValueError, |_| {
+            co.yield_("s2".into())?;
+            Err(TypeError.new(("in a send",)))
+        })
+    }
+    fn lets_it_through(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s1".into())?;
+        Ok(Value::None)
+    }
+    fn catches_it(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s1".into()).except(&ValueError, |e| {
+            chain(&e);
+            Ok(Value::None)
+        })?;
+        Ok(Value::None)
+    }
+    type Sub = fn(&Co<'_>) -> PyResult<Value>;
+    fn run(via: Via) {
+        let subs: [(&str, Sub, Exception); 5] = [
+            (
+                "fails_in_the_throw",
+                fails_in_the_throw,
+                ValueError.new(("v",)),
+            ),
+            ("fails_in_a_send", fails_in_a_send, ValueError.new(("v",))),
+            ("lets_it_through", lets_it_through, ValueError.new(("v",))),
+            (
+                "lets_it_through",
+                lets_it_through,
+                StopIteration.new(("s",)),
+            ),
+            ("catches_it", catches_it, ValueError.new(("v",))),
+        ];
+        for (name, sub, thrown) in subs {
+            out!("-- {name}");
+            let g = Generator::named("delegator", move |co| {
+                Err::<Value, _>(KeyError.new(("own",))).except(&KeyError, |_| {
+                    let caught = |e: Exception| {
+                        chain(&e);
+                        Ok(Value::None)
+                    };
+                    via.yield_from(co, name, sub)
+                        .except(&TypeError, caught)
+                        .except(&ValueError, caught)
+                        .except(&RuntimeError, caught)
+                })?;
+                co.yield_("end".into())?;
+                Ok(Value::None)
+            });
+            call("next", g.next());
+            call("throw", g.throw(thrown));
+            call("next", g.next());
+            call("next", g.next());
+        }
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
+/// CPython walks a `throw()` or `close()` down a `yield from` chain without
+/// resuming the delegators (`_gen_throw`, `gen_close`): what runs down
+/// there -- the sub-generator's handlers, an object's `throw` and `close`
+/// -- sees its own handled exceptions and then the outermost caller's,
+/// never a delegator's. Here on the way down of a throw, of a `close()`
+/// from inside the caller's `except`, and of the finalizer's close.
+mod a_throw_walks_down_past_the_delegators_handled {
+    use super::*;
+    pub const PY: &str = r#"
+    class Obj:
+        def __iter__(self):
+            return self
+        def __next__(self):
+            return "o"
+        def throw(self, e, *rest):
+            print("obj throw sees", repr(sys.exc_info()[1]))
+            raise e
+        def close(self):
+            print("obj close sees", repr(sys.exc_info()[1]))
+    def sub():
+        try:
+            yield "s"
+        except BaseException as e:
+            print("sub got", repr(e), "sees", repr(sys.exc_info()[1]))
+        try:
+            raise KeyError("after")
+        except KeyError as e:
+            chain(e)
+        yield from Obj()
+    def outer():
+        try:
+            raise MyError("outer's")
+        except MyError:
+            yield from sub()
+    g = outer()
+    next(g)
+    call("throw", g.throw, ValueError("v"))
+    try:
+        g.throw(ValueError("w"))
+    except ValueError as e:
+        chain(e)
+    try:
+        raise TypeError("caller")
+    except TypeError:
+        g = outer()
+        next(g)
+        call("throw", g.throw, ValueError("v"))
+        call("close", g.close)
+        g = outer()
+        next(g)
+        call("next", g.__next__)
+        del g
+        gc.collect()
+        print("caller still handles", repr(sys.exc_info()[1]))
+    "#;
+    struct Obj;
+    impl pyfiber::Protocol for Obj {
+        fn type_name(&self) -> &str {
+            "Obj"
+        }
+        fn next(&self) -> PyResult<Value> {
+            Ok("o".into())
+        }
+        fn throw(&self, e: Exception) -> Option<PyResult<Value>> {
+            out!(
+                "obj throw sees {}",
+                opt_repr(pyfiber::exception::exc_info())
+            );
+            Some(Err(e))
+        }
+        fn close(&self) -> Option<PyResult<Value>> {
+            out!(
+                "obj close sees {}",
+                opt_repr(pyfiber::exception::exc_info())
+            );
+            Some(Ok(Value::None))
+        }
+    }
+    fn outer() -> Generator {
+        Generator::named("outer", |co| {
+            Err::<Value, _>(my_error("outer's")).except(ExceptionClass::named("MyError"), |_| {
+                co.yield_from(&Generator::named("sub", |co| {
+                    co.yield_("s".into()).except(&BaseException, |e| {
+                        let sees = opt_repr(pyfiber::exception::exc_info());
+                        out!("sub got {e:?} sees {sees}");
+                        Ok(Value::None)
+                    })?;
+                    Err::<Value, _>(KeyError.new(("after",))).except(&KeyError, |e| {
+                        chain(&e);
+                        Ok(Value::None)
+                    })?;
+                    co.yield_from_object(Rc::new(Obj))
+                }))
+            })
+        })
+    }
+    pub fn rust() {
+        let g = outer();
+        g.next().unwrap();
+        call("throw", g.throw(ValueError.new(("v",))));
+        g.throw(ValueError.new(("w",)))
+            .except(&ValueError, |e| {
+                chain(&e);
+                Ok(Value::None)
+            })
+            .unwrap();
+        Err::<Value, _>(TypeError.new(("caller",)))
+            .except(&TypeError, |_| {
+                let g = outer();
+                g.next().unwrap();
+                call("throw", g.throw(ValueError.new(("v",))));
+                call("close", g.close());
+                let g = outer();
+                g.next().unwrap();
+                call("next", g.next());
+                drop(g);
+                out!(
+                    "caller still handles {}",
+                    opt_repr(pyfiber::exception::exc_info())
+                );
+                Ok(Value::None)
+            })
+            .unwrap();
+    }
+}
+
+/// A generator suspended inside a handler that ignores `GeneratorExit` is
+/// finally dropped (its frame cleared without running it): its handler ends
+/// then, and the exception the caller is handling is still the caller's
+/// (`sys.exc_info()`, and the context of what the caller raises next).
+mod a_dropped_generator_leaves_the_callers_handled {
+    use super::*;
+    pub const PY: &str = r#"
+    def stubborn():
+        try:
+            raise ValueError("own")
+        except ValueError as e:
+            e.__traceback__ = None
+            while True:
+                try:
+                    yield 1
+                except GeneratorExit:
+                    print("ignoring GeneratorExit")
+    try:
+        raise TypeError("caller")
+    except TypeError:
+        g = stubborn()
+        call("next", g.__next__)
+        call("close", g.close)
+        del g
+        gc.collect()
+        print("caller handles", repr(sys.exc_info()[1]))
+        try:
+            raise KeyError("next")
+        except KeyError as e:
+            chain(e)
+    print("after", repr(sys.exc_info()[1]))
+    "#;
+    pub fn rust() {
+        Err::<Value, _>(TypeError.new(("caller",)))
+            .except(&TypeError, |_| {
+                let g = Generator::named("stubborn", |co| {
+                    Err::<Value, _>(ValueError.new(("own",))).except(&ValueError, |_| loop {
+                        co.yield_(1.into()).except(&GeneratorExit, |_| {
+                            out!("ignoring GeneratorExit");
+                            Ok(Value::None)
+                        })?;
+                    })
+                });
+                call("next", g.next());
+                call("close", g.close());
+                drop(g);
+                out!(
+                    "caller handles {}",
+                    opt_repr(pyfiber::exception::exc_info())
+                );
+                Err::<Value, _>(KeyError.new(("next",))).except(&KeyError, |e| {
+                    chain(&e);
+                    Ok(Value::None)
+                })
+            })
+            .unwrap();
+        out!("after {}", opt_repr(pyfiber::exception::exc_info()));
+    }
+}
+
 /// `args`, `repr()`, `str()` and the traceback line at their edges: a
 /// tuple key, several keys, empty strings, `None`, floats, bytes and lists
 /// as args, GeneratorExit with two args, and `StopIteration.value` of each
@@ -5856,6 +6231,7 @@ cases! {
     value_yielded_on_close_is_freed => [rust],
     objects_through_a_chain_are_the_same_object => [pep380, same_fiber],
     exception_args_repr_str => [rust],
+    oserror_errno_picks_the_subclass => [rust],
     exception_hierarchy => [rust],
     user_class_with_base => [rust],
     thrown_object_identity => [rust],
@@ -5885,6 +6261,9 @@ cases! {
     close_in_handler_generator_exit_context => [rust],
     handled_exception_does_not_leak_across_yield => [rust],
     throw_chains_only_to_the_generators_own_handled => [rust],
+    a_failed_throw_chains_to_the_delegators_own => [pep380, same_fiber],
+    a_throw_walks_down_past_the_delegators_handled => [rust],
+    a_dropped_generator_leaves_the_callers_handled => [rust],
     args_repr_str_edge_cases => [rust],
     pep479_stop_iteration_raised_in_handler => [rust],
     thrown_identity_through_objects => [rust],

@@ -398,8 +398,9 @@ pub struct Gen<'r> {
     /// chain that survives `GeneratorExit`.
     hostile: bool,
     /// How often (percent) the driver runs inside its own `except`
-    /// ([`Program::caller_handling`]); 0 by default, see
-    /// `PYFIBER_FUZZ_CALLER_HANDLING` in tests/differential.rs.
+    /// ([`Program::caller_handling`]); set from
+    /// `PYFIBER_FUZZ_CALLER_HANDLING` in tests/differential.rs (25 there
+    /// by default, 0 here).
     pub caller_handling_percent: usize,
 }
 
