@@ -645,11 +645,18 @@ pub fn parse(response: &[u8]) -> Outcome {
 /// Python's `repr((url, title))`; a missing title is `''`, as the
 /// originals' `search.group(1) if search else ''` makes it.
 fn tuple_repr(url: &str, title: &Option<String>) -> String {
-    format!(
-        "({}, {})",
-        str_repr(url),
-        str_repr(title.as_deref().unwrap_or(""))
-    )
+    let mut out = String::new();
+    push_tuple_repr(&mut out, url, title);
+    out
+}
+
+/// [`tuple_repr`] appended to `out`.
+fn push_tuple_repr(out: &mut String, url: &str, title: &Option<String>) {
+    out.push('(');
+    out.push_str(&str_repr(url));
+    out.push_str(", ");
+    out.push_str(&str_repr(title.as_deref().unwrap_or("")));
+    out.push(')');
 }
 
 /// Counts an outcome; in the `lines` forms prints its line at once.
@@ -719,8 +726,18 @@ impl Results {
             return;
         }
         let list = self.list.lock().unwrap_or_else(|e| e.into_inner());
-        let items: Vec<String> = list.iter().map(|(u, t)| tuple_repr(u, t)).collect();
-        say(format_args!("[{}]", items.join(", ")));
+        // One string for the whole list (it is inside the timed part of
+        // the run): was a `String` per item, then `join`.
+        let mut out = String::with_capacity(list.len() * 64 + 2);
+        out.push('[');
+        for (i, (u, t)) in list.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            push_tuple_repr(&mut out, u, t);
+        }
+        out.push(']');
+        say(format_args!("{out}"));
     }
 }
 
