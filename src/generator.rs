@@ -530,7 +530,9 @@ impl Generator {
         F: FnOnce(&Co<'_>) -> PyResult<Value> + 'static,
     {
         let body: Body = Box::new(body);
-        match SPARES.with(|s| s.borrow_mut().pop()) {
+        // `try_with`: a generator made while the thread's locals are being
+        // destroyed gets a new allocation.
+        match SPARES.try_with(|s| s.borrow_mut().pop()).ok().flatten() {
             Some(spare) => Generator::reuse(spare, name, at, body),
             None => Generator(Rc::new(Inner {
                 name,
@@ -557,7 +559,7 @@ impl Generator {
         body: Body,
     ) -> Generator {
         let inner = Rc::get_mut(&mut spare).expect("a spare has no other handle");
-        // `forget`: a spare's name and frame own nothing (`keep_spare`
+        // `forget`: a spare's name and frame own nothing (`make_spare`
         // left a `TypeOf` and a `Gone`); assigning called their drop glue
         // (40 instructions, callgrind).
         std::mem::forget(std::mem::replace(&mut inner.name, name));
