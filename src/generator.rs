@@ -1000,24 +1000,9 @@ impl Inner {
                 return Outcome::Returned(Finished::raised(exc));
             }
         }
-        let Frame::Started(fiber) = &mut *frame else {
-            unreachable!("resume() is only called on a created or suspended generator")
-        };
-
-        self.state.set(GenState::Running);
-        let mark = self.exc_state_in();
-        let result = fiber.resume(Wire::from_resume(input));
-        self.exc_state_out(mark);
+        let outcome = self.switch(&mut frame, Wire::from_resume(input));
         std::mem::forget(guard);
-
-        match result {
-            CoroutineResult::Yield(w) => {
-                self.state.set(GenState::Suspended);
-                self.record_yield_site();
-                Outcome::Yielded(w)
-            }
-            CoroutineResult::Return(r) => self.finish(&mut frame, r),
-        }
+        outcome
     }
 
     /// `send` to a suspended generator: [`Inner::resume`] without the
@@ -1027,21 +1012,34 @@ impl Inner {
     fn send_suspended(&self, w: Wire) -> Outcome {
         let guard = ClosedOnPanic(self);
         let mut frame = self.frame.borrow_mut();
-        let Frame::Started(fiber) = &mut *frame else {
-            unreachable!("a suspended generator has a fiber")
+        let outcome = self.switch(&mut frame, w);
+        std::mem::forget(guard);
+        outcome
+    }
+
+    /// The switch itself, the one place where a caller's `send`, `throw`,
+    /// `close` or first `next` enters the body's fiber (the finalizer's
+    /// close aside, [`Inner::resume_for_drop`]): the generator runs with its
+    /// handled exceptions back on the thread's stack, and what came back is
+    /// a yield (suspended at a new line) or the end (closed, stack
+    /// recycled). The caller has borrowed the frame and armed
+    /// [`ClosedOnPanic`]; the frame holds a started fiber.
+    #[inline(always)]
+    fn switch(&self, frame: &mut Frame, w: Wire) -> Outcome {
+        let Frame::Started(fiber) = frame else {
+            unreachable!("only a started generator is switched into")
         };
         self.state.set(GenState::Running);
         let mark = self.exc_state_in();
         let result = fiber.resume(w);
         self.exc_state_out(mark);
-        std::mem::forget(guard);
         match result {
             CoroutineResult::Yield(w) => {
                 self.state.set(GenState::Suspended);
                 self.record_yield_site();
                 Outcome::Yielded(w)
             }
-            CoroutineResult::Return(r) => self.finish(&mut frame, r),
+            CoroutineResult::Return(r) => self.finish(frame, r),
         }
     }
 
@@ -1139,22 +1137,9 @@ impl Inner {
             std::mem::forget(guard);
             return Outcome::Returned(Finished::raised(exc));
         }
-        let Frame::Started(fiber) = &mut *frame else {
-            unreachable!("started just above")
-        };
-        self.state.set(GenState::Running);
-        let mark = self.exc_state_in();
-        let result = fiber.resume(Wire(TAG_NONE));
-        self.exc_state_out(mark);
+        let outcome = self.switch(&mut frame, Wire(TAG_NONE));
         std::mem::forget(guard);
-        match result {
-            CoroutineResult::Yield(w) => {
-                self.state.set(GenState::Suspended);
-                self.record_yield_site();
-                Outcome::Yielded(w)
-            }
-            CoroutineResult::Return(r) => self.finish(&mut frame, r),
-        }
+        outcome
     }
 
     /// The body returned or raised: the generator is closed and its stack
