@@ -824,6 +824,25 @@ thread_local! {
     static THROW: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
     /// The last serial given to a throw.
     static THROWS: Cell<u64> = const { Cell::new(0) };
+    /// Handled exceptions `exc_info()` does not see while the throw with
+    /// this serial runs: the range `lo..hi` of the stack, the handlers of
+    /// the frames that called a same-fiber sub-generator the throw reached
+    /// ([`hide_outer_frames`]).
+    static HIDDEN: Cell<(u64, usize, usize)> = const { Cell::new((0, 0, 0)) };
+}
+
+/// While the throw in progress runs, `exc_info()` skips the handled
+/// exceptions `lo..hi`: a throw that reaches a same-fiber sub-generator
+/// resumes that sub alone in CPython (the delegators' frames are not
+/// entered on the way down, `_gen_throw`), so what its body catches or
+/// raises sees its own handled exceptions and then the caller's. The range
+/// lapses by itself when the throw ends: when the body yields again, or
+/// returns to the caller.
+#[cold]
+#[inline(never)]
+pub(crate) fn hide_outer_frames(lo: usize, hi: usize) {
+    let serial = active_throw().0;
+    HIDDEN.with(|m| m.set((serial, lo, hi)));
 }
 
 /// Marks the switch into a generator that delivers a thrown exception
@@ -839,15 +858,18 @@ pub(crate) fn throwing() -> Throwing {
         n.set(n.get() + 1);
         n.get()
     });
-    Throwing(THROW.with(|t| t.replace((serial, handled_depth()))))
+    let outer = THROW.with(|t| t.replace((serial, handled_depth())));
+    Throwing(outer, HIDDEN.with(Cell::get))
 }
 
-/// The guard of [`throwing`]: puts the outer throw back on every way out.
-pub(crate) struct Throwing((u64, usize));
+/// The guard of [`throwing`]: puts the outer throw back on every way out,
+/// with what it hid.
+pub(crate) struct Throwing((u64, usize), (u64, usize, usize));
 
 impl Drop for Throwing {
     fn drop(&mut self) {
         THROW.with(|t| t.set(self.0));
+        HIDDEN.with(|m| m.set(self.1));
     }
 }
 
@@ -947,7 +969,16 @@ pub(crate) fn restore_handled(saved: Vec<Exception>) {
 
 /// `sys.exc_info()[1]`: the exception whose handler is running, if any.
 pub fn exc_info() -> Option<Exception> {
-    HANDLING.with(|h| h.borrow().last().cloned())
+    let (serial, lo, hi) = HIDDEN.with(Cell::get);
+    HANDLING.with(|h| {
+        let h = h.borrow();
+        let hidden = serial != 0 && serial == active_throw().0;
+        if hidden && h.len() > lo && h.len() <= hi {
+            // The innermost is hidden: the one under the hidden ones.
+            return lo.checked_sub(1).and_then(|i| h.get(i)).cloned();
+        }
+        h.last().cloned()
+    })
 }
 
 /// Runs `f` as the handler of `e`: `e` is on the handling stack meanwhile,

@@ -1508,6 +1508,20 @@ impl Co<'_> {
         crate::exception::chain_to_own_handled(e, mark + self.frame_base.get(), thrown);
     }
 
+    /// A throw reached a yield of this body: `throw_seen`, and in a
+    /// same-fiber sub-generator the handlers of the frames that called it
+    /// are out of sight meanwhile (`exception::hide_outer_frames`).
+    #[cold]
+    #[inline(never)]
+    fn note_throw(&self) {
+        let (serial, mark) = crate::exception::active_throw();
+        self.throw_seen.set((serial, mark));
+        let base = self.frame_base.get();
+        if base > 0 {
+            crate::exception::hide_outer_frames(mark, mark + base);
+        }
+    }
+
     /// Runs `f`, a throw or close passed down to this body's delegate, with
     /// this body's handled exceptions off the thread's stack: CPython's
     /// `_gen_throw` and `gen_close` walk down a `yield from` chain without
@@ -1549,7 +1563,7 @@ impl Co<'_> {
     #[inline(always)]
     fn received(&self, resume: Resume) -> Resume {
         if let Resume::Throw(e) = &resume {
-            self.throw_seen.set(crate::exception::active_throw());
+            self.note_throw();
             if e.is_instance(&GeneratorExit) {
                 self.exits_received.set(self.exits_received.get() + 1);
             }
@@ -1595,10 +1609,14 @@ impl Co<'_> {
             Ok(_) if self.exits_received.get() != exits_before => Err(Exception::GeneratorExit()),
             other => other,
         };
-        if let Err(e) = &result {
-            let (seen, _) = self.throw_seen.get();
-            if seen != throw_before && seen == crate::exception::active_throw().0 {
-                // `sub` received the throw now running, and it failed.
+        let (seen, mark) = self.throw_seen.get();
+        if seen != throw_before && seen == crate::exception::active_throw().0 {
+            // `sub` received the throw now running and has ended: the
+            // delegator is resumed (CPython's `gen_send_ex` of it), its
+            // handlers in sight again, and what `sub` raised is chained
+            // to its own.
+            crate::exception::hide_outer_frames(mark, mark + self.frame_base.get());
+            if let Err(e) = &result {
                 self.chain_to_own_handled(e, false);
             }
         }

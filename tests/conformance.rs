@@ -5359,6 +5359,97 @@ mod a_throw_walks_down_past_the_delegators_handled {
     }
 }
 
+/// A throw that reaches a sub-generator resumes that sub alone (CPython
+/// does not enter the delegators' frames on the way down): while it runs,
+/// the sub sees its own handled exception and then the caller's, not its
+/// delegator's -- on a fiber of its own and on the delegator's alike. A
+/// send afterwards goes through the delegator, which sees its own again.
+mod a_throw_into_a_sub_sees_its_own_and_the_callers {
+    use super::*;
+    pub const PY: &str = r#"
+    def sub():
+        try:
+            yield "s1"
+        except ValueError:
+            print("sub caught; sees", repr(sys.exc_info()[1]))
+        print("sub after its handler sees", repr(sys.exc_info()[1]))
+        try:
+            raise TypeError("t")
+        except TypeError as e:
+            chain(e)
+        yield "s2"
+        print("sub after a send sees", repr(sys.exc_info()[1]))
+    def delegator():
+        try:
+            raise KeyError("own")
+        except KeyError:
+            yield from sub()
+            print("delegator after sub sees", repr(sys.exc_info()[1]))
+            yield "d"
+    g = delegator()
+    call("next", g.__next__)
+    call("throw", g.throw, ValueError("v"))
+    call("next", g.__next__)
+    try:
+        raise TypeError("caller")
+    except TypeError:
+        g = delegator()
+        call("next", g.__next__)
+        call("throw", g.throw, ValueError("v"))
+        call("next", g.__next__)
+    print("after", repr(sys.exc_info()[1]))
+    "#;
+    fn sees() -> String {
+        opt_repr(pyfiber::exception::exc_info())
+    }
+    fn sub(co: &Co<'_>) -> PyResult<Value> {
+        co.yield_("s1".into()).except(&ValueError, |_| {
+            out!("sub caught; sees {}", sees());
+            Ok(Value::None)
+        })?;
+        out!("sub after its handler sees {}", sees());
+        Err::<Value, _>(TypeError.new(("t",))).except(&TypeError, |e| {
+            chain(&e);
+            Ok(Value::None)
+        })?;
+        co.yield_("s2".into())?;
+        out!("sub after a send sees {}", sees());
+        Ok(Value::None)
+    }
+    fn run(via: Via) {
+        let delegator = move || {
+            Generator::named("delegator", move |co| {
+                Err::<Value, _>(KeyError.new(("own",))).except(&KeyError, |_| {
+                    via.yield_from(co, "sub", sub)?;
+                    out!("delegator after sub sees {}", sees());
+                    co.yield_("d".into())
+                })
+            })
+        };
+        let g = delegator();
+        call("next", g.next());
+        call("throw", g.throw(ValueError.new(("v",))));
+        call("next", g.next());
+        drop(g);
+        Err::<Value, _>(TypeError.new(("caller",)))
+            .except(&TypeError, |_| {
+                let g = delegator();
+                call("next", g.next());
+                call("throw", g.throw(ValueError.new(("v",))));
+                call("next", g.next());
+                Ok(Value::None)
+            })
+            .unwrap();
+        out!("after {}", sees());
+    }
+    pub fn pep380() {
+        run(Via::Pep380)
+    }
+    pub fn same_fiber() {
+        run(Via::SameFiber)
+    }
+}
+
 /// A generator suspended inside a handler that ignores `GeneratorExit` is
 /// finally dropped (its frame cleared without running it): its handler ends
 /// then, and the exception the caller is handling is still the caller's
@@ -6264,6 +6355,7 @@ cases! {
     a_failed_throw_chains_to_the_delegators_own => [pep380, same_fiber],
     a_throw_walks_down_past_the_delegators_handled => [rust],
     a_dropped_generator_leaves_the_callers_handled => [rust],
+    a_throw_into_a_sub_sees_its_own_and_the_callers => [pep380, same_fiber],
     args_repr_str_edge_cases => [rust],
     pep479_stop_iteration_raised_in_handler => [rust],
     thrown_identity_through_objects => [rust],
