@@ -141,6 +141,16 @@ fn slot_index(fd: RawFd) -> PyResult<usize> {
     usize::try_from(fd).map_err(|_| Exception::ValueError(format!("Invalid file descriptor: {fd}")))
 }
 
+/// The slot of a registered fd; anything else is Python's `KeyError: '3
+/// is not registered'`, as `unregister` and `modify` raise it.
+fn registered_slot<D>(slots: &mut [Slot<D>], fd: RawFd) -> PyResult<&mut Slot<D>> {
+    slot_index(fd)
+        .ok()
+        .and_then(|i| slots.get_mut(i))
+        .filter(|slot| slot.key.is_some())
+        .ok_or_else(|| not_registered(fd))
+}
+
 fn not_registered(fd: RawFd) -> Exception {
     Exception::KeyError(format!("{fd} is not registered"))
 }
@@ -230,11 +240,7 @@ impl<D: Clone> DefaultSelector<D> {
     pub fn unregister(&self, fileobj: impl AsRawFd) -> PyResult<SelectorKey<D>> {
         let fd = fileobj.as_raw_fd();
         let mut slots = self.slots.borrow_mut();
-        let slot = slot_index(fd)
-            .ok()
-            .and_then(|i| slots.get_mut(i))
-            .filter(|slot| slot.key.is_some())
-            .ok_or_else(|| not_registered(fd))?;
+        let slot = registered_slot(&mut slots, fd)?;
         let key = slot.key.take().expect("checked above");
         // Out of the epoll set at the next select(), unless registered again
         // before it (see the module docs).
@@ -253,11 +259,7 @@ impl<D: Clone> DefaultSelector<D> {
         let fd = fileobj.as_raw_fd();
         check_events(events)?;
         let mut slots = self.slots.borrow_mut();
-        let slot = slot_index(fd)
-            .ok()
-            .and_then(|i| slots.get_mut(i))
-            .filter(|slot| slot.key.is_some())
-            .ok_or_else(|| not_registered(fd))?;
+        let slot = registered_slot(&mut slots, fd)?;
         // As CPython's `EpollSelector.modify`: the kernel is told only when
         // the events change; new data alone is ours to keep. The crawler's
         // second `read` of a response (`EVENT_READ` again, a new callback)
