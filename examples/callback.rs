@@ -29,6 +29,9 @@
 //!   `select` and runs the due timers after the callbacks;
 //! - `sock.take_error()` after the connect (writable does not mean
 //!   connected) and a response size cap.
+//! - `run_callbacks`: the inner `for` of the original's loop, a function
+//!   of its own because `serve_started` (which lets the first Spiders be
+//!   served while main starts the rest) runs it too.
 //!
 //! ```text
 //! cargo run --release --example callback -- --urls 10 --delay 1 [--trace]
@@ -46,7 +49,7 @@ use std::time::Duration;
 use pyfiber::event_loop::{get_event_loop, TimerHandle};
 use pyfiber::exception::BlockingIOError;
 use pyfiber::net::Socket;
-use pyfiber::selector::DefaultSelector;
+use pyfiber::selector::{DefaultSelector, SelectorKey};
 use pyfiber::{Exception, PyResult, EVENT_READ, EVENT_WRITE};
 
 /// What the selector keeps for each fd: the callback, called as
@@ -214,16 +217,7 @@ fn event_loop() -> PyResult<()> {
             break; // nothing left that could wake select(): it would wait forever
         }
         let events = selector.select(timeout)?;
-        for (key, _mask) in events {
-            // (A callback earlier in this batch may have unregistered it.)
-            let still_registered = selector
-                .get_key(key.fd)
-                .is_ok_and(|now| Rc::ptr_eq(&now.data, &key.data));
-            if still_registered {
-                let callback = key.data;
-                callback(key.fd);
-            }
-        }
+        run_callbacks(events);
         timers.run_due_timers();
     }
     Ok(())
@@ -278,7 +272,16 @@ fn serve_started() {
     let Ok(events) = selector.select(Some(Duration::ZERO)) else {
         return;
     };
+    run_callbacks(events);
+    get_event_loop().run_due_timers();
+}
+
+/// The body of `event_loop()`'s `for event_key, event_mask in events:`
+/// `callback = event_key.data; callback()`, for both loops above.
+fn run_callbacks(events: Vec<(SelectorKey<Callback>, u32)>) {
+    let selector = selector();
     for (key, _mask) in events {
+        // (A callback earlier in this batch may have unregistered it.)
         let still_registered = selector
             .get_key(key.fd)
             .is_ok_and(|now| Rc::ptr_eq(&now.data, &key.data));
@@ -287,5 +290,4 @@ fn serve_started() {
             callback(key.fd);
         }
     }
-    get_event_loop().run_due_timers();
 }
