@@ -23,18 +23,9 @@ fn stderr(o: &Output) -> String {
 
 /// The fetch stages, the ladder and the crawler: every example that takes
 /// `--delay` and `--timeout`.
-const TAKE_TIMEOUT: [&str; 10] = [
-    "sync",
-    "process",
-    "thread",
-    "no_blocking",
-    "callback",
-    "generator",
-    "yield_from",
-    "async_await",
-    "ladder",
-    "crawl",
-];
+fn take_timeout() -> impl Iterator<Item = &'static str> {
+    support::STAGES.into_iter().chain(["ladder", "crawl"])
+}
 
 /// Checks a refusal: exit status 2, the message on stderr, nothing else
 /// clap would say instead.
@@ -51,7 +42,7 @@ fn refused(name: &str, args: &[&str], message: &str) {
 
 #[test]
 fn negative_numbers_get_the_range_message() {
-    for name in TAKE_TIMEOUT {
+    for name in take_timeout() {
         refused(
             name,
             &["--delay", "-1"],
@@ -71,7 +62,7 @@ fn negative_numbers_get_the_range_message() {
 
 #[test]
 fn a_zero_timeout_is_bad_input_everywhere() {
-    for name in TAKE_TIMEOUT {
+    for name in take_timeout() {
         refused(
             name,
             &["--timeout", "0"],
