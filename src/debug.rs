@@ -4,8 +4,11 @@
 //! tutorials' terms: which Task is running, which generator it is in, which
 //! sub-generator that one delegates to (`gi_yieldfrom`), and which Future
 //! each waiting task is parked on. [`describe`] answers that in those terms.
-//! The gdb helper (`tools/gdb/pyfiber.py`) calls [`dump`] in the stopped
-//! program, and a panicking task prints it too.
+//! A panicking task prints it. The gdb helper's `pyfiber tasks`
+//! (`tools/gdb/pyfiber.py`) prints the same text read from the stopped
+//! program's memory (through `task::LIVE_AT`), since a call into the
+//! program cannot restore the registers with gdb 13 on a CPU with AMX;
+//! keep the two alike.
 
 use std::fmt::Write;
 

@@ -27,7 +27,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ptr;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::exception::{Exception, PyResult};
 use crate::future::{short_repr, Future};
@@ -66,6 +68,19 @@ thread_local! {
     static STEPPING: RefCell<Vec<(Task, Future)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Where a debugger finds the tasks of the thread that last made one, by
+/// reading memory only: `pyfiber tasks` (tools/gdb/pyfiber.py) walks
+/// `LIVE` and `STEPPING` through these. Calling [`crate::debug::dump`] in
+/// the stopped program instead needs gdb to restore every register after
+/// the call, and gdb 13 cannot write the vector registers back on a CPU
+/// with AMX (Intel Sapphire Rapids): its XSAVE area is smaller than the
+/// kernel's, which refuses it ("Couldn't write extended state status: Bad
+/// address"). Addresses only: nothing in Rust reads them.
+#[used]
+static LIVE_AT: AtomicPtr<RefCell<BTreeMap<u64, Weak<Inner>>>> = AtomicPtr::new(ptr::null_mut());
+#[used]
+static STEPPING_AT: AtomicPtr<RefCell<Vec<(Task, Future)>>> = AtomicPtr::new(ptr::null_mut());
+
 /// Pops the stepping stack on every way out of `step`, a panic included.
 struct SteppingGuard;
 
@@ -99,7 +114,11 @@ impl Task {
             retrieved: Cell::new(false),
             waiting_on: RefCell::new(None),
         }));
-        LIVE.with(|live| live.borrow_mut().insert(id, Rc::downgrade(&task.0)));
+        LIVE.with(|live| {
+            LIVE_AT.store(ptr::from_ref(live).cast_mut(), Ordering::Relaxed);
+            live.borrow_mut().insert(id, Rc::downgrade(&task.0))
+        });
+        STEPPING.with(|s| STEPPING_AT.store(ptr::from_ref(s).cast_mut(), Ordering::Relaxed));
         let f = Future::new();
         task.step(&f);
         task

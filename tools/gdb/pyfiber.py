@@ -204,7 +204,7 @@ class PyfiberBt(gdb.Command):
 
 
 class PyfiberTasks(gdb.Command):
-    """Asks the program for its tasks: pyfiber::debug::dump() (printed on the program's stderr)."""
+    """Every Task of the thread that last made one, its generator chain (gi_yieldfrom) and the Future it waits on."""
 
     def __init__(self):
         super().__init__("pyfiber tasks", gdb.COMMAND_STACK)
@@ -212,8 +212,147 @@ class PyfiberTasks(gdb.Command):
     def invoke(self, arg, from_tty):
         self.dont_repeat()
         require_process()
-        gdb.execute("call pyfiber::debug::dump()", to_string=True)
+        # Read from memory, as pyfiber::debug::describe() would print it. A
+        # `call pyfiber::debug::dump()` would print the same, but gdb must
+        # then restore every register, and gdb 13 cannot write the vector
+        # registers back on a CPU with AMX (see pyfiber::task::LIVE_AT).
+        gdb.write(tasks_text())
         gdb.flush()
+
+
+def anchored(name):
+    """What the `AtomicPtr` static `name` points at (the thread-local
+    registries' addresses, pyfiber::task::LIVE_AT), or None before any Task."""
+    sym = gdb.lookup_static_symbol(name) or gdb.lookup_global_symbol(name)
+    if sym is None:
+        raise gdb.GdbError("pyfiber tasks: no %s in this program (built before it?)" % name)
+    ptr = cell(sym.value()["p"])
+    if int(ptr) == 0:
+        return None
+    return ptr.dereference()
+
+
+def provider_children(v):
+    """The elements rust-gdb's pretty-printer lists for a Vec or BTreeMap."""
+    vis = gdb.default_visualizer(v)
+    if vis is None or not hasattr(vis, "children"):
+        raise gdb.GdbError("pyfiber tasks: needs rust-gdb's pretty-printers (run rust-gdb, not gdb)")
+    return [child for _, child in vis.children()]
+
+
+def value_str(v):
+    """Python's str() of a Value: a str's own text, else its repr()."""
+    name, inner = variant(v)
+    if name == "Str":
+        addr, n = rc_slice(inner["__0"])
+        return gdb.selected_inferior().read_memory(addr, n).tobytes().decode("utf-8", "replace")
+    return value_repr(v)
+
+
+def exception_line(e):
+    """`Exception::line()`: `ValueError: boom`, or the name alone."""
+    obj = rc_value(e["obj"])
+    name = rust_str(obj["class"].dereference()["name"])
+    on, ov = variant(obj["os"])
+    if on == "Some":
+        en, ev = variant(ov["__0"]["errno"])
+        if en == "Some":
+            return "%s: [Errno %d] %s" % (name, int(ev["__0"]), rust_str(ov["__0"]["strerror"]))
+    args = provider_children(obj["args"])
+    if not args:
+        return name
+    if len(args) == 1:
+        msg = value_repr(args[0]) if name == "KeyError" else value_str(args[0])
+    else:
+        msg = "(" + ", ".join(value_repr(a) for a in args) + ")"
+    return "%s: %s" % (name, msg) if msg else name
+
+
+def short_repr(v):
+    """pyfiber::future::short_repr: repr() cut to 57 characters past 60."""
+    r = value_repr(v)
+    if len(r) <= 60:
+        return r
+    name, inner = variant(v)
+    n = rc_slice(inner["__0"])[1] if name == "Bytes" else len(r)
+    return "%s... (%d bytes)" % (r[:57], n)
+
+
+def future_line(f):
+    inner = rc_value(f["__0"])
+    fid = int(inner["id"])
+    if not bool(cell(inner["done"])):
+        return "Future-%d (pending)" % fid
+    en, ev = variant(cell(inner["exception"]))
+    if en == "Some":
+        return "Future-%d (done: %s)" % (fid, exception_line(ev["__0"]))
+    return "Future-%d (done: %s)" % (fid, short_repr(cell(inner["result"])))
+
+
+def chain_lines(g, indent):
+    """describe_chain: the generator, then what it delegates to, one per line."""
+    inner = rc_value(g["__0"])
+    tag = enum_tag(cell(inner["state"]))
+    lines = ["%s%s [%s]" % (" " * indent, generator_name(inner), GEN_STATES.get(tag, tag))]
+    yn, yv = variant(cell(inner["yieldfrom"]))
+    if yn == "Some":
+        tn, tv = variant(yv["__0"])
+        head = " " * indent + "  yield from → "
+        if tn == "Generator":
+            sub = chain_lines(tv["__0"], indent + 2)
+            lines.append(head + sub[0].lstrip())
+            lines.extend(sub[1:])
+        elif tn == "Iterator":
+            lines.append(head + "<%s object>" % rust_str(tv["__0"]))
+        else:
+            lines.append(head + "<%s object>" % protocol_type(tv["__0"]))
+    return lines
+
+
+def protocol_type(rc):
+    """The Rust type behind an `Rc<dyn Protocol>`, from its vtable's name."""
+    fat = rc_inner(rc)
+    out = gdb.execute(r"info variables -q -n as pyfiber::generator::Protocol>::[{]vtable", to_string=True)
+    for name in set(re.findall(r"static <(.+?) as pyfiber::generator::Protocol>::\{vtable(?:_type)?\};", out)):
+        sym = gdb.lookup_static_symbol("<%s as pyfiber::generator::Protocol>::{vtable}" % name)
+        if sym is not None and int(sym.value().address) == int(fat["vtable"]):
+            return type_short(name)
+    return "object"
+
+
+def tasks_text():
+    """pyfiber::debug::describe(), read from the stopped program's memory."""
+    out = []
+    stepping = anchored("pyfiber::task::STEPPING_AT")
+    steps = provider_children(cell(stepping)) if stepping is not None else []
+    if steps:
+        task, future = steps[-1]["__0"], steps[-1]["__1"]
+        inner = rc_value(task["__0"])
+        out.append("current: Task-%d (in Task.step)" % int(inner["id"]))
+        out.append("  resumed by %s" % future_line(future))
+        out.extend(chain_lines(inner["coro"], 2))
+    else:
+        out.append("current: no Task is stepping (the loop or main is running)")
+    live = anchored("pyfiber::task::LIVE_AT")
+    entries = provider_children(cell(live)) if live is not None else []
+    tasks = []
+    for weak in entries[1::2]:  # key, value, key, value...
+        rc = weak["ptr"]["pointer"]
+        if int(cell(rc.dereference()["strong"])) > 0:
+            tasks.append(rc.dereference()["value"])
+    out.append("tasks: %d" % len(tasks))
+    for inner in tasks:
+        on, _ = variant(cell(inner["outcome"]))
+        if on == "Some":
+            state = "done"
+        else:
+            wn, wv = variant(cell(inner["waiting_on"]))
+            state = "waiting on %s" % future_line(wv["__0"]) if wn == "Some" else "running"
+        name = generator_name(rc_value(inner["coro"]["__0"]))
+        out.append("  Task-%d %s: %s" % (int(inner["id"]), name, state))
+        if on != "Some":
+            out.extend(chain_lines(inner["coro"], 4))
+    return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------ pyfiber break
