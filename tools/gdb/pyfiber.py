@@ -279,14 +279,11 @@ def short_repr(v):
 
 
 def future_line(f):
-    inner = rc_value(f["__0"])
-    fid = int(inner["id"])
-    if not bool(cell(inner["done"])):
+    """debug.rs's describe_future: `Future-7 (pending)`, `Future-7 (done: b'')`."""
+    fid, exc, result = future_state(f)
+    if exc is None and result is None:
         return "Future-%d (pending)" % fid
-    en, ev = variant(cell(inner["exception"]))
-    if en == "Some":
-        return "Future-%d (done: %s)" % (fid, exception_line(ev["__0"]))
-    return "Future-%d (done: %s)" % (fid, short_repr(cell(inner["result"])))
+    return "Future-%d (done: %s)" % (fid, exception_line(exc) if exc is not None else short_repr(result))
 
 
 def chain_lines(g, indent):
@@ -919,15 +916,25 @@ def result_repr(r):
     return "Err(%s)" % exception_repr(payload)
 
 
-def future_repr(f):
+def future_state(f):
+    """A Future's (id, exception, result): both None while it is pending."""
     inner = rc_value(f["__0"])
     fid = int(inner["id"])
     if not bool(cell(inner["done"])):
-        return "<Future-%d pending>" % fid
+        return fid, None, None
     en, ev = variant(cell(inner["exception"]))
     if en == "Some":
-        return "<Future-%d finished exception=%s>" % (fid, exception_repr(ev["__0"]))
-    return "<Future-%d finished result=%s>" % (fid, value_repr(cell(inner["result"])))
+        return fid, ev["__0"], None
+    return fid, None, cell(inner["result"])
+
+
+def future_repr(f):
+    fid, exc, result = future_state(f)
+    if exc is not None:
+        return "<Future-%d finished exception=%s>" % (fid, exception_repr(exc))
+    if result is None:
+        return "<Future-%d pending>" % fid
+    return "<Future-%d finished result=%s>" % (fid, value_repr(result))
 
 
 def generator_name(inner):
