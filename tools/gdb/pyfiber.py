@@ -213,11 +213,34 @@ class PyfiberTasks(gdb.Command):
         self.dont_repeat()
         require_process()
         # Read from memory, as pyfiber::debug::describe() would print it. A
-        # `call pyfiber::debug::dump()` would print the same, but gdb must
-        # then restore every register, and gdb 13 cannot write the vector
+        # `call pyfiber::debug::dump()` prints the same, but gdb must then
+        # restore every register, and gdb 13 cannot write the vector
         # registers back on a CPU with AMX (see pyfiber::task::LIVE_AT).
-        gdb.write(tasks_text())
+        try:
+            text = tasks_text()
+        except NoVariables:
+            # A release build (`debug = 1`) has no types to read with: ask
+            # the program, which prints on its stderr.
+            try:
+                gdb.execute("call pyfiber::debug::dump()", to_string=True)
+            except gdb.error as e:
+                if "extended state" not in str(e):
+                    raise
+                raise gdb.GdbError(
+                    "pyfiber tasks: the list above is the program's own (pyfiber::debug::dump()), "
+                    "but afterwards gdb could not restore the vector registers: this gdb cannot "
+                    "write them on a CPU with AMX (gdb 14 can). The program may misbehave if "
+                    "continued. This release build has no types for reading the tasks from "
+                    "memory instead; a debug build (cargo build --example NAME) has them."
+                )
+            gdb.flush()
+            return
+        gdb.write(text)
         gdb.flush()
+
+
+class NoVariables(gdb.GdbError):
+    """The program has no debug info for variables (a release build)."""
 
 
 def anchored(name):
@@ -225,7 +248,7 @@ def anchored(name):
     registries' addresses, pyfiber::task::LIVE_AT), or None before any Task."""
     sym = gdb.lookup_static_symbol(name) or gdb.lookup_global_symbol(name)
     if sym is None:
-        raise gdb.GdbError("pyfiber tasks: no %s in this program (built before it?)" % name)
+        raise NoVariables("pyfiber tasks: no %s in this program's debug info" % name)
     ptr = cell(sym.value()["p"])
     if int(ptr) == 0:
         return None
