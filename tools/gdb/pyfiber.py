@@ -281,7 +281,7 @@ def exception_line(e):
         en, ev = variant(ov["__0"]["errno"])
         if en == "Some":
             return "%s: [Errno %d] %s" % (name, int(ev["__0"]), rust_str(ov["__0"]["strerror"]))
-    args = provider_children(obj["args"])
+    args = exception_args(obj)
     if not args:
         return name
     if len(args) == 1:
@@ -331,13 +331,8 @@ def chain_lines(g, indent):
 
 def protocol_type(rc):
     """The Rust type behind an `Rc<dyn Protocol>`, from its vtable's name."""
-    fat = rc_inner(rc)
-    out = gdb.execute(r"info variables -q -n as pyfiber::generator::Protocol>::[{]vtable", to_string=True)
-    for name in set(re.findall(r"static <(.+?) as pyfiber::generator::Protocol>::\{vtable(?:_type)?\};", out)):
-        sym = gdb.lookup_static_symbol("<%s as pyfiber::generator::Protocol>::{vtable}" % name)
-        if sym is not None and int(sym.value().address) == int(fat["vtable"]):
-            return type_short(name)
-    return "object"
+    tname = trait_vtables("pyfiber::generator::Protocol").get(int(rc_inner(rc)["vtable"]))
+    return type_short(tname) if tname is not None else "object"
 
 
 def tasks_text():
@@ -873,23 +868,26 @@ def value_repr(v):
 _VTABLES = {}
 
 
-def object_vtables():
-    """{vtable address: type name} for every `impl Object for T` in the
+def trait_vtables(trait):
+    """{vtable address: type name} for every `impl trait for T` in the
     program. The vtables have no ELF symbol, but the debug info names each
-    one `<T as pyfiber::value::Object>::{vtable}`."""
-    key = gdb.selected_inferior().pid
+    one `<T as trait>::{vtable}`."""
+    key = (gdb.selected_inferior().pid, trait)
     if key not in _VTABLES:
         found = {}
         # (gdb lists each vtable's type, `...::{vtable_type}`, by that name.)
-        out = gdb.execute(r"info variables -q -n as pyfiber::value::Object>::[{]vtable", to_string=True)
-        names = set(re.findall(r"static <(.+?) as pyfiber::value::Object>::\{vtable(?:_type)?\};", out))
+        out = gdb.execute(r"info variables -q -n as %s>::[{]vtable" % trait, to_string=True)
+        names = set(re.findall(r"static <(.+?) as %s>::\{vtable(?:_type)?\};" % re.escape(trait), out))
         for name in sorted(names):
-            sym = gdb.lookup_static_symbol("<%s as pyfiber::value::Object>::{vtable}" % name)
+            sym = gdb.lookup_static_symbol("<%s as %s>::{vtable}" % (name, trait))
             if sym is not None:
                 found[int(sym.value().address)] = name
-        _VTABLES.clear()
         _VTABLES[key] = found
     return _VTABLES[key]
+
+
+def object_vtables():
+    return trait_vtables("pyfiber::value::Object")
 
 
 def object_repr(rc):
@@ -917,17 +915,21 @@ def exception_repr(e):
     object, whose class is a `&ExceptionClass` (its `name` a `&str`) and
     whose `args` a `Vec<Value>`."""
     obj = rc_value(e["obj"])
-    cls = obj["class"].dereference()
-    name = rust_str(cls["name"])
+    name = rust_str(obj["class"].dereference()["name"])
+    return "%s(%s)" % (name, ", ".join(value_repr(a) for a in exception_args(obj)))
+
+
+def exception_args(obj, limit=20):
+    """The first `limit` of an exception object's `args` (a `Vec<Value>`),
+    each read through the expression parser (see value_repr's List)."""
     args = obj["args"]
     n = int(args["len"])
     ptr = find_pointer(args["buf"])
     size = gdb.lookup_type("pyfiber::value::Value").sizeof
-    items = []
-    for i in range(min(n, 20)):
-        item = gdb.parse_and_eval("*(%d as *const pyfiber::value::Value)" % (ptr + i * size))
-        items.append(value_repr(item))
-    return "%s(%s)" % (name, ", ".join(items))
+    return [
+        gdb.parse_and_eval("*(%d as *const pyfiber::value::Value)" % (ptr + i * size))
+        for i in range(min(n, limit))
+    ]
 
 
 def result_repr(r):
