@@ -31,7 +31,9 @@
 //! so plain `cargo test` never builds generator-rs), bench runs it right
 //! after CPython's side and adds a raw corosensei resume/suspend (the floor
 //! under `send`) and generator-rs's `send` and create+exhaust, a raw
-//! corosensei create+exhaust (a fresh coroutine on a reused stack, the floor
+//! corosensei create+exhaust (a fresh coroutine on a reused stack, with the
+//! body inlined into the fiber's entry), the same in a generator's shape
+//! (the body a boxed function, each resume made from a function: the floor
 //! under ours) and the same body on one reused fiber, then prints issue
 //! 15's goals with the figures of this run.
 
@@ -533,6 +535,7 @@ fn main() {
             "generator_rs_send",
             "generator_rs_create_exhaust",
             "raw_create_exhaust",
+            "raw_create_exhaust_boxed",
             "raw_reused_fiber",
         ] {
             if let Some(ns) = peer(name) {
@@ -636,6 +639,12 @@ fn main() {
     if let (Some(fresh), Some(reused)) = (peer("raw_create_exhaust"), peer("raw_reused_fiber")) {
         println!("{:<32} {:>12.1}", "raw corosensei create+exhaust", fresh);
         println!("{:<32} {:>12.1}", "  the same, one fiber reused", reused);
+    }
+    if let Some(boxed) = peer("raw_create_exhaust_boxed") {
+        println!(
+            "{:<32} {:>12.1}  a boxed body, resumed from a fn",
+            "  the same, a generator's shape", boxed
+        );
     }
 
     // Issue 15's goals, each from this run's figures.

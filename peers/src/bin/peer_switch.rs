@@ -12,6 +12,13 @@
 //! - `raw_create_exhaust`: the same with a fresh corosensei coroutine on one
 //!   reused stack (`with_stack`, two resumes, `into_stack`): the floor under
 //!   pyfiber's create + exhaust with a pooled stack.
+//! - `raw_create_exhaust_boxed`: the same, in the shape a generator object
+//!   has: the body a function of its own, boxed as a `dyn FnOnce` (a
+//!   generator type cannot name every body's type), and each resume made
+//!   from a function of its own (a `next` method). The floor of the first
+//!   row is for a body that inlines into the fiber's entry and cannot
+//!   unwind; this one is the floor under pyfiber's `Generator::new` and
+//!   `Iterator::next` (NOTES, "The afternoon of 3 December").
 //! - `raw_reused_fiber`: the same one-yield body run by one fiber that
 //!   never finishes (it loops, taking the next body): what creating would
 //!   cost if a pool kept started fibers instead of stacks.
@@ -22,9 +29,28 @@
 
 use std::hint::black_box;
 
-use corosensei::{stack::DefaultStack, Coroutine};
+use corosensei::{stack::DefaultStack, Coroutine, CoroutineResult, Yielder};
 use generator::Gn;
 use pyfiber_peers::median_ns;
+
+/// The one-yield body as a function of its own, as a generator's body is.
+#[inline(never)]
+fn one_yield(y: &Yielder<(), u64>) -> u64 {
+    y.suspend(1);
+    0
+}
+
+type BoxedBody = Box<dyn FnOnce(&Yielder<(), u64>) -> u64>;
+type RawFiber = Coroutine<(), u64, u64, DefaultStack>;
+
+/// One resume from a function of its own, as a generator's `next` makes it.
+#[inline(never)]
+fn next(co: &mut RawFiber) -> u64 {
+    match co.resume(()) {
+        CoroutineResult::Yield(v) => v,
+        CoroutineResult::Return(r) => r,
+    }
+}
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -84,6 +110,16 @@ fn main() {
         stack = Some(co.into_stack());
     });
     println!("raw_create_exhaust {raw_create}");
+
+    let raw_boxed = median_ns(samples, sample_ns, || {
+        let body: BoxedBody = Box::new(one_yield);
+        let mut co: RawFiber =
+            Coroutine::with_stack(stack.take().expect("the stack"), |y, ()| body(y));
+        black_box(next(&mut co));
+        black_box(next(&mut co));
+        stack = Some(co.into_stack());
+    });
+    println!("raw_create_exhaust_boxed {raw_boxed}");
 
     // 0 starts a body (it yields 1 once), 2 says it finished.
     let mut warm: Coroutine<u64, u64, (), DefaultStack> =
