@@ -40,7 +40,9 @@ fn one_yield(y: &Yielder<(), u64>) -> u64 {
     0
 }
 
+/// A body behind a box, as one generator type holds every body.
 type BoxedBody = Box<dyn FnOnce(&Yielder<(), u64>) -> u64>;
+/// The raw rows' fiber: no input, yields and returns a `u64`.
 type RawFiber = Coroutine<(), u64, u64, DefaultStack>;
 
 /// One resume from a function of its own, as a generator's `next` makes it.
@@ -100,11 +102,10 @@ fn main() {
 
     let mut stack = Some(DefaultStack::new(256 * 1024).expect("stack"));
     let raw_create = median_ns(samples, sample_ns, || {
-        let mut co: Coroutine<(), u64, u64, DefaultStack> =
-            Coroutine::with_stack(stack.take().expect("the stack"), |y, ()| {
-                y.suspend(1);
-                0
-            });
+        let mut co: RawFiber = Coroutine::with_stack(stack.take().expect("the stack"), |y, ()| {
+            y.suspend(1);
+            0
+        });
         black_box(co.resume(()));
         black_box(co.resume(()));
         stack = Some(co.into_stack());
